@@ -1,0 +1,53 @@
+"""Monte Carlo variational losses with correct, configurable gradient estimators.
+
+A drop-in for `tfp.vi.monte_carlo_variational_loss`: the same signature,
+defaults, samples and loss values, with unbiased doubly reparameterized
+gradients, an automatically built stopped surrogate, and score-function
+gradients for importance-weighted bounds.
+"""
+
+from tfp_vi_estimators import estimators
+from tfp_vi_estimators.csiszar import (
+    amari_alpha,
+    arithmetic_geometric,
+    chi_square,
+    dual_csiszar_function,
+    jeffreys,
+    jensen_shannon,
+    kl_forward,
+    kl_reverse,
+    log1p_abs,
+    modified_gan,
+    pearson,
+    squared_hellinger,
+    symmetrized_csiszar_function,
+    t_power,
+    total_variation,
+    triangular,
+)
+from tfp_vi_estimators.gradient_estimators import GradientEstimators
+from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GradientEstimators",
+    "amari_alpha",
+    "arithmetic_geometric",
+    "chi_square",
+    "dual_csiszar_function",
+    "estimators",
+    "jeffreys",
+    "jensen_shannon",
+    "kl_forward",
+    "kl_reverse",
+    "log1p_abs",
+    "modified_gan",
+    "monte_carlo_variational_loss",
+    "pearson",
+    "squared_hellinger",
+    "symmetrized_csiszar_function",
+    "t_power",
+    "total_variation",
+    "triangular",
+]

@@ -1,0 +1,104 @@
+"""Argument checks that run before any tensor work; each error names the argument."""
+
+import numbers
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+
+def check_callable(name, value):
+    if not callable(value):
+        raise TypeError(
+            f"`{name}` must be a Python callable; got {value!r} of type "
+            f"{type(value).__name__}."
+        )
+
+
+def check_distribution(name, value, optional=False):
+    if optional and value is None:
+        return
+    if not isinstance(value, tfp.distributions.Distribution):
+        expected = "None or " if optional else ""
+        raise TypeError(
+            f"`{name}` must be {expected}a tfp.distributions.Distribution; got "
+            f"{value!r} of type {type(value).__name__}."
+        )
+
+
+def check_positive_integer(name, value, minimum=1):
+    """A Python/NumPy integer, or an integer scalar Tensor, at least `minimum`."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be an integer; got the bool {value!r}.")
+    if isinstance(value, numbers.Integral):
+        static = int(value)
+    elif tf.is_tensor(value) or isinstance(value, (np.ndarray, tf.Variable)):
+        dtype = tf.as_dtype(value.dtype)
+        if not dtype.is_integer:
+            raise TypeError(f"`{name}` must be an integer; got a {dtype.name} tensor.")
+        rank = value.shape.rank if hasattr(value.shape, "rank") else np.ndim(value)
+        if rank not in (0, None):
+            raise ValueError(f"`{name}` must be a scalar; got shape {value.shape}.")
+        static = tf.get_static_value(value)
+        if static is None:
+            return
+        static = int(static)
+    else:
+        raise TypeError(
+            f"`{name}` must be a positive integer; got {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    if static < minimum:
+        raise ValueError(f"`{name}` must be at least {minimum}; got {static}.")
+
+
+def check_seed(value):
+    """None, an integer, or a stateless seed: an integer pair (shape [2])."""
+    if value is None:
+        return
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`seed` must be None, an int or an int pair; got {value!r}.")
+    if isinstance(value, numbers.Integral):
+        return
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    if tf.is_tensor(value) or isinstance(value, np.ndarray):
+        dtype = tf.as_dtype(value.dtype)
+        shape = tuple(value.shape)
+        if dtype.is_integer and (len(shape) == 0 or shape == (2,)):
+            return
+        raise ValueError(
+            "`seed` must be None, an int, or a stateless seed of shape [2] and "
+            f"integer dtype; got shape {list(shape)} and dtype {dtype.name}."
+        )
+    raise TypeError(
+        "`seed` must be None, an int, or a stateless seed of shape [2]; got "
+        f"{value!r} of type {type(value).__name__}."
+    )
+
+
+def check_name(value):
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"`name` must be None or a str; got {type(value).__name__}.")
+
+
+def check_stopped_surrogate(surrogate_posterior, stopped_surrogate_posterior):
+    """The stopped copy must have the surrogate's structure and event shapes."""
+    if stopped_surrogate_posterior is None:
+        return
+    check_distribution("stopped_surrogate_posterior", stopped_surrogate_posterior)
+    expected = surrogate_posterior.event_shape
+    given = stopped_surrogate_posterior.event_shape
+    try:
+        tf.nest.assert_same_structure(expected, given)
+        same = all(
+            a.is_compatible_with(b)
+            for a, b in zip(tf.nest.flatten(expected), tf.nest.flatten(given), strict=True)
+        )
+    except (ValueError, TypeError):
+        same = False
+    if not same:
+        raise ValueError(
+            "`stopped_surrogate_posterior` must have the structure and event shape "
+            f"of `surrogate_posterior`: expected {expected}, got {given}."
+        )

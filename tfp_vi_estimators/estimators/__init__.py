@@ -1,0 +1,18 @@
+"""Gradient estimators: each turns log-densities into a surrogate loss.
+
+Each module holds one estimator; `base` holds the interface and shared steps.
+"""
+
+from tfp_vi_estimators.estimators.base import GradientEstimator
+from tfp_vi_estimators.estimators.doubly_reparameterized import DoublyReparameterized
+from tfp_vi_estimators.estimators.reparameterization import Reparameterization
+from tfp_vi_estimators.estimators.score_function import ScoreFunction
+from tfp_vi_estimators.estimators.vimco import VIMCO
+
+__all__ = [
+    "DoublyReparameterized",
+    "GradientEstimator",
+    "Reparameterization",
+    "ScoreFunction",
+    "VIMCO",
+]

@@ -1,0 +1,157 @@
+"""The `GradientEstimators` enum and the choice of an estimator for a loss."""
+
+import enum
+import warnings
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vi_estimators import estimators
+
+__all__ = ["GradientEstimators", "resolve_gradient_estimator"]
+
+_FULLY_REPARAMETERIZED = tfp.distributions.FULLY_REPARAMETERIZED
+
+
+class GradientEstimators(enum.Enum):
+    """Gradient estimators for variational losses (the members of `tfp.vi`'s).
+
+    Variational losses implemented by `monte_carlo_variational_loss` are
+    expectations under the surrogate posterior,
+    `loss = E_q[f(log mean_k p(z_k) / q(z_k))]`, estimated from `sample_size`
+    independent draws of `importance_sample_size` particles each. A gradient
+    estimator is a stochastic estimate of the *gradient* of that expectation.
+    Each member dispatches to a default estimator object from
+    `tfp_vi_estimators.estimators`; pass such an object instead to configure it.
+
+    Members:
+      SCORE_FUNCTION: REINFORCE [1, 2]. Works with any surrogate (samples are
+        not differentiated) and, unlike `tfp.vi`, with any
+        `importance_sample_size`. High variance.
+      REPARAMETERIZATION: pathwise gradients [3]; needs a fully
+        reparameterized surrogate (directly or implicitly [4]). The IWAE
+        gradient when `importance_sample_size > 1`.
+      DOUBLY_REPARAMETERIZED: path derivatives: sticking the landing [6] at
+        `importance_sample_size = 1`, doubly reparameterized gradients [5]
+        above, generalized to every Csiszar discrepancy and to parameters of
+        the target (unbiased where `tfp.vi`'s is not). The stopped surrogate
+        is built automatically when not given.
+      VIMCO: the multi-sample score function with leave-one-out baselines [7];
+        needs `importance_sample_size >= 2`.
+
+    #### References
+
+    [1] R. J. Williams. Simple statistical gradient-following algorithms for
+        connectionist reinforcement learning. Machine Learning, 8(3-4), 1992.
+    [2] Shakir Mohamed. Machine learning trick of the day: log derivative
+        trick. 2015.
+    [3] Diederik P. Kingma and Max Welling. Auto-encoding variational Bayes.
+        arXiv:1312.6114, 2013.
+    [4] Michael Figurnov, Shakir Mohamed and Andriy Mnih. Implicit
+        reparameterization gradients. arXiv:1805.08498, 2018.
+    [5] George Tucker, Dieterich Lawson, Shixiang Gu and Chris J. Maddison.
+        Doubly reparameterized gradient estimators for Monte Carlo objectives.
+        arXiv:1810.04152, 2018.
+    [6] Geoffrey Roeder, Yuhuai Wu and David Duvenaud. Sticking the landing.
+        arXiv:1703.09194, 2017.
+    [7] Andriy Mnih and Danilo Rezende. Variational inference for Monte Carlo
+        objectives. ICML 2016. arXiv:1602.06725.
+    """
+
+    SCORE_FUNCTION = 0
+    REPARAMETERIZATION = 1
+    DOUBLY_REPARAMETERIZED = 2
+    VIMCO = 3
+
+    def default_estimator(self) -> estimators.GradientEstimator:
+        """The estimator object this member dispatches to."""
+        return _DEFAULTS[self]()
+
+
+_DEFAULTS = {
+    GradientEstimators.SCORE_FUNCTION: estimators.ScoreFunction,
+    GradientEstimators.REPARAMETERIZATION: estimators.Reparameterization,
+    GradientEstimators.DOUBLY_REPARAMETERIZED: estimators.DoublyReparameterized,
+    GradientEstimators.VIMCO: estimators.VIMCO,
+}
+
+_CHOICES = (
+    "a tfp_vi_estimators.GradientEstimators member (SCORE_FUNCTION, "
+    "REPARAMETERIZATION, DOUBLY_REPARAMETERIZED, VIMCO), a "
+    "tfp_vi_estimators.estimators.GradientEstimator object, or None"
+)
+
+
+def is_fully_reparameterized(distribution) -> bool:
+    """Whether every part of `distribution` is FULLY_REPARAMETERIZED."""
+    return all(
+        t == _FULLY_REPARAMETERIZED
+        for t in tf.nest.flatten(distribution.reparameterization_type)
+    )
+
+
+def resolve_gradient_estimator(
+    gradient_estimator, use_reparameterization, surrogate_posterior
+) -> estimators.GradientEstimator:
+    """The estimator object for the arguments of a variational loss.
+
+    `None` chooses as `tfp.vi` does: reparameterization if every part of the
+    surrogate is fully reparameterized (or `use_reparameterization=True`),
+    otherwise the score function, with a warning.
+
+    Raises:
+      TypeError: if `gradient_estimator` is none of the accepted kinds.
+      ValueError: if an estimator that differentiates samples is requested on a
+        surrogate that is not fully reparameterized, or if
+        `use_reparameterization` contradicts `gradient_estimator`.
+    """
+    reparameterized = is_fully_reparameterized(surrogate_posterior)
+    if gradient_estimator is None:
+        if use_reparameterization is None:
+            use_reparameterization = reparameterized
+        if use_reparameterization:
+            estimator = estimators.Reparameterization()
+        else:
+            warnings.warn(
+                "Using score-function gradient estimate, which may have high "
+                "variance. To disable this warning, explicitly pass "
+                "`gradient_estimator=GradientEstimators.SCORE_FUNCTION`.",
+                stacklevel=3,
+            )
+            return estimators.ScoreFunction()
+    else:
+        estimator = _as_estimator(gradient_estimator)
+        if (
+            use_reparameterization is not None
+            and bool(use_reparameterization) != estimator.reparameterized_samples
+        ):
+            raise ValueError(
+                f"`use_reparameterization={use_reparameterization}` contradicts "
+                f"`gradient_estimator={gradient_estimator}`; "
+                "`use_reparameterization` is deprecated: pass only "
+                "`gradient_estimator`."
+            )
+    if estimator.reparameterized_samples and not reparameterized:
+        raise ValueError(
+            f"Gradient estimator {estimator.name} differentiates the samples, but "
+            f"`surrogate_posterior` ({surrogate_posterior.name!r}) is not fully "
+            "reparameterized (reparameterization_type="
+            f"{surrogate_posterior.reparameterization_type}). Use "
+            "`GradientEstimators.SCORE_FUNCTION` or, with "
+            "`importance_sample_size >= 2`, `GradientEstimators.VIMCO`."
+        )
+    return estimator
+
+
+def _as_estimator(gradient_estimator) -> estimators.GradientEstimator:
+    if isinstance(gradient_estimator, estimators.GradientEstimator):
+        return gradient_estimator
+    if isinstance(gradient_estimator, GradientEstimators):
+        return gradient_estimator.default_estimator()
+    # Code migrating from tfp.vi may still pass tfp.vi's enum members.
+    if isinstance(gradient_estimator, tfp.vi.GradientEstimators):
+        return GradientEstimators[gradient_estimator.name].default_estimator()
+    raise TypeError(
+        f"`gradient_estimator` must be {_CHOICES}; got {gradient_estimator!r} "
+        f"of type {type(gradient_estimator).__name__}."
+    )
