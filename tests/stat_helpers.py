@@ -29,13 +29,17 @@ class DecoderProblem:
     the surrogate's parameters. All are batch-shaped `[num_draws]`.
     """
 
-    def __init__(self, num_draws, dtype=tf.float64, loc=0.2, log_scale=np.log(0.6), theta=1.3):
+    def __init__(self, num_draws, dtype=tf.float64, loc=0.2, scale=0.6, theta=1.3):
         self.dtype = dtype
-        self.loc = tf.Variable(tf.fill([num_draws], tf.constant(loc, dtype)), name="loc")
-        self.log_scale = tf.Variable(
-            tf.fill([num_draws], tf.constant(log_scale, dtype)), name="log_scale"
+        self.loc = tf.Variable(
+            tf.fill([num_draws], tf.constant(loc, dtype)), name="loc"
         )
-        self.theta = tf.Variable(tf.fill([num_draws], tf.constant(theta, dtype)), name="theta")
+        self.log_scale = tf.Variable(
+            tf.fill([num_draws], tf.constant(np.log(scale), dtype)), name="log_scale"
+        )
+        self.theta = tf.Variable(
+            tf.fill([num_draws], tf.constant(theta, dtype)), name="theta"
+        )
         self.surrogate = tfd.Normal(
             self.loc, tfp.util.DeferredTensor(self.log_scale, tf.exp)
         )
@@ -86,3 +90,40 @@ def z_scores(samples, reference=0.0):
     if se == 0.0:  # identical draws (e.g. two estimators agreeing exactly)
         return 0.0 if error == 0.0 else np.inf * np.sign(error)
     return error / se
+
+
+def variational_loss(
+    problem, estimator, importance_sample_size, discrepancy_fn=None, seed=(3, 9)
+):
+    """A zero-argument loss: one draw of K particles per batch member."""
+    import tfp_vi_estimators as tve
+
+    def loss():
+        return tve.monte_carlo_variational_loss(
+            problem.target_log_prob,
+            problem.surrogate,
+            sample_size=1,
+            importance_sample_size=importance_sample_size,
+            discrepancy_fn=discrepancy_fn or tve.kl_reverse,
+            gradient_estimator=estimator,
+            seed=seed,
+        )
+
+    return loss
+
+
+def two_sample_z_scores(draws, reference_draws):
+    """z-scores of the difference of means of independent draws, per variable."""
+    return np.array(
+        [
+            (a.mean() - b.mean())
+            / np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+            for a, b in zip(draws, reference_draws, strict=True)
+        ]
+    )
+
+
+def closed_form_z_scores(problem, draws):
+    """z-scores of per-draw gradients against the closed-form ELBO gradient."""
+    exact = per_draw_gradients(problem.negative_elbo, problem.variables)
+    return np.array([z_scores(d, e[0]) for d, e in zip(draws, exact, strict=True)])

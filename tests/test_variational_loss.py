@@ -175,13 +175,19 @@ def test_score_function_supports_importance_sampling():
             target, q, gradient_estimator=GE.SCORE_FUNCTION, **kwargs
         )
     reference = tfp.vi.monte_carlo_variational_loss(
-        target, q, gradient_estimator=tfp.vi.GradientEstimators.REPARAMETERIZATION, **kwargs
+        target,
+        q,
+        gradient_estimator=tfp.vi.GradientEstimators.REPARAMETERIZATION,
+        **kwargs,
     )
     np.testing.assert_allclose(loss, reference, rtol=1e-6)  # same draws, same bound
     assert all(np.all(np.isfinite(g)) for g in tape.gradient(loss, variables))
     with pytest.raises(ValueError, match="importance_sample_size"):
         tfp.vi.monte_carlo_variational_loss(
-            target, q, gradient_estimator=tfp.vi.GradientEstimators.SCORE_FUNCTION, **kwargs
+            target,
+            q,
+            gradient_estimator=tfp.vi.GradientEstimators.SCORE_FUNCTION,
+            **kwargs,
         )
 
 
@@ -191,7 +197,9 @@ def test_accepts_tfp_vi_enum_members():
     a = tve.monte_carlo_variational_loss(
         target, q, gradient_estimator=tfp.vi.GradientEstimators.VIMCO, **kwargs
     )
-    b = tve.monte_carlo_variational_loss(target, q, gradient_estimator=GE.VIMCO, **kwargs)
+    b = tve.monte_carlo_variational_loss(
+        target, q, gradient_estimator=GE.VIMCO, **kwargs
+    )
     np.testing.assert_array_equal(a, b)
 
 
@@ -207,7 +215,9 @@ def test_default_estimator_chooses_as_tfp_vi():
         )
 
 
-@pytest.mark.parametrize("estimator", [GE.REPARAMETERIZATION, GE.DOUBLY_REPARAMETERIZED])
+@pytest.mark.parametrize(
+    "estimator", [GE.REPARAMETERIZATION, GE.DOUBLY_REPARAMETERIZED]
+)
 def test_pathwise_estimator_on_discrete_surrogate_names_alternatives(estimator):
     poisson = tfd.Poisson(rate=tf.Variable(2.0))
     with pytest.raises(ValueError, match="SCORE_FUNCTION.*VIMCO"):
@@ -222,7 +232,9 @@ def test_pathwise_estimator_on_discrete_surrogate_names_alternatives(estimator):
 def test_every_estimator_runs_in_every_mode(mode, estimator, dtype):
     loc = tf.Variable(tf.constant([0.3, -0.2], dtype))
     q = tfd.MultivariateNormalDiag(loc, tf.constant([1.0, 0.5], dtype))
-    target = tfd.MultivariateNormalDiag(tf.constant([1.0, 2.0], dtype), [0.5, 2.0]).log_prob
+    target = tfd.MultivariateNormalDiag(
+        tf.constant([1.0, 2.0], dtype), [0.5, 2.0]
+    ).log_prob
 
     def loss_and_grad():
         with tf.GradientTape() as tape:
@@ -282,25 +294,75 @@ def _good_args():
 
 
 BAD_INPUTS = [
-    ("not_callable_target", dict(target_log_prob_fn=3.0), TypeError, "target_log_prob_fn"),
-    ("surrogate_not_distribution", dict(surrogate_posterior=[1.0]), TypeError, "surrogate_posterior"),
+    (
+        "not_callable_target",
+        dict(target_log_prob_fn=3.0),
+        TypeError,
+        "target_log_prob_fn",
+    ),
+    (
+        "surrogate_not_distribution",
+        dict(surrogate_posterior=[1.0]),
+        TypeError,
+        "surrogate_posterior",
+    ),
     ("sample_size_zero", dict(sample_size=0), ValueError, "sample_size"),
     ("sample_size_float", dict(sample_size=2.5), TypeError, "sample_size"),
     ("sample_size_bool", dict(sample_size=True), TypeError, "sample_size"),
-    ("sample_size_float_tensor", dict(sample_size=tf.constant(2.0)), TypeError, "sample_size"),
-    ("importance_negative", dict(importance_sample_size=-1), ValueError, "importance_sample_size"),
-    ("importance_string", dict(importance_sample_size="4"), TypeError, "importance_sample_size"),
-    ("discrepancy_not_callable", dict(discrepancy_fn="kl"), TypeError, "discrepancy_fn"),
-    ("unknown_estimator", dict(gradient_estimator="reparam"), TypeError, "gradient_estimator"),
-    ("unknown_estimator_int", dict(gradient_estimator=1), TypeError, "gradient_estimator"),
-    ("vimco_one_particle", dict(gradient_estimator=GE.VIMCO), ValueError, "importance_sample_size"),
+    (
+        "sample_size_float_tensor",
+        dict(sample_size=tf.constant(2.0)),
+        TypeError,
+        "sample_size",
+    ),
+    (
+        "importance_negative",
+        dict(importance_sample_size=-1),
+        ValueError,
+        "importance_sample_size",
+    ),
+    (
+        "importance_string",
+        dict(importance_sample_size="4"),
+        TypeError,
+        "importance_sample_size",
+    ),
+    (
+        "discrepancy_not_callable",
+        dict(discrepancy_fn="kl"),
+        TypeError,
+        "discrepancy_fn",
+    ),
+    (
+        "unknown_estimator",
+        dict(gradient_estimator="reparam"),
+        TypeError,
+        "gradient_estimator",
+    ),
+    (
+        "unknown_estimator_int",
+        dict(gradient_estimator=1),
+        TypeError,
+        "gradient_estimator",
+    ),
+    (
+        "vimco_one_particle",
+        dict(gradient_estimator=GE.VIMCO),
+        ValueError,
+        "importance_sample_size",
+    ),
     (
         "contradicting_use_reparameterization",
         dict(use_reparameterization=False, gradient_estimator=GE.REPARAMETERIZATION),
         ValueError,
         "use_reparameterization",
     ),
-    ("stopped_not_distribution", dict(stopped_surrogate_posterior=1.0), TypeError, "stopped_surrogate_posterior"),
+    (
+        "stopped_not_distribution",
+        dict(stopped_surrogate_posterior=1.0),
+        TypeError,
+        "stopped_surrogate_posterior",
+    ),
     (
         "stopped_event_shape",
         dict(stopped_surrogate_posterior=tfd.MultivariateNormalDiag([0.0, 0.0])),
@@ -332,9 +394,11 @@ def test_bad_input_raises_clear_error(bad, mode):
     _, overrides, error, argument = bad
     args = dict(_good_args(), sample_size=3, seed=SEED)
     args.update(overrides)
-    before = [v.numpy() for v in args["surrogate_posterior"].trainable_variables] if hasattr(
-        args["surrogate_posterior"], "trainable_variables"
-    ) else []
+    before = (
+        [v.numpy() for v in args["surrogate_posterior"].trainable_variables]
+        if hasattr(args["surrogate_posterior"], "trainable_variables")
+        else []
+    )
 
     def call():
         return tve.monte_carlo_variational_loss(**args)

@@ -93,7 +93,9 @@ def check_stopped_surrogate(surrogate_posterior, stopped_surrogate_posterior):
         tf.nest.assert_same_structure(expected, given)
         same = all(
             a.is_compatible_with(b)
-            for a, b in zip(tf.nest.flatten(expected), tf.nest.flatten(given), strict=True)
+            for a, b in zip(
+                tf.nest.flatten(expected), tf.nest.flatten(given), strict=True
+            )
         )
     except (ValueError, TypeError):
         same = False

@@ -115,7 +115,9 @@ def monte_carlo_variational_loss(
     _validation.check_positive_integer("sample_size", sample_size)
     _validation.check_positive_integer("importance_sample_size", importance_sample_size)
     _validation.check_callable("discrepancy_fn", discrepancy_fn)
-    _validation.check_stopped_surrogate(surrogate_posterior, stopped_surrogate_posterior)
+    _validation.check_stopped_surrogate(
+        surrogate_posterior, stopped_surrogate_posterior
+    )
     _validation.check_seed(seed)
     _validation.check_name(name)
     estimator = resolve_gradient_estimator(
@@ -169,7 +171,9 @@ def _by_draw(log_prob, estimator, importance_sample_size):
     if estimator.particles_first:
         perm = tf.concat([[1, 0], tf.range(2, tf.rank(log_prob))], axis=0)
         return tf.transpose(log_prob, perm)
-    new_shape = tf.concat([[-1, importance_sample_size], tf.shape(log_prob)[1:]], axis=0)
+    new_shape = tf.concat(
+        [[-1, importance_sample_size], tf.shape(log_prob)[1:]], axis=0
+    )
     return tf.reshape(log_prob, new_shape)
 
 
