@@ -7,6 +7,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators import estimators
+from tfp_vi_estimators.estimators.base import FULL
 
 __all__ = ["GradientEstimators", "resolve_gradient_estimator"]
 
@@ -90,28 +91,43 @@ def is_fully_reparameterized(distribution) -> bool:
     )
 
 
+def _is_mixed_joint(distribution) -> bool:
+    kinds = tf.nest.flatten(distribution.reparameterization_type)
+    return isinstance(distribution, tfp.distributions.JointDistribution) and any(
+        k == _FULLY_REPARAMETERIZED for k in kinds
+    )
+
+
 def resolve_gradient_estimator(
     gradient_estimator, use_reparameterization, surrogate_posterior
 ) -> estimators.GradientEstimator:
     """The estimator object for the arguments of a variational loss.
 
-    `None` chooses as `tfp.vi` does: reparameterization if every part of the
-    surrogate is fully reparameterized (or `use_reparameterization=True`),
-    otherwise the score function, with a warning.
+    `None` chooses as `tfp.vi` does, with one improvement: reparameterization
+    if every part of the surrogate is fully reparameterized (or
+    `use_reparameterization=True`), `MixedReparameterization` for a
+    `JointDistribution` with some reparameterized parts (tfp.vi would
+    differentiate through the others and warn of bias), otherwise the score
+    function, with a warning. `REPARAMETERIZATION` and
+    `DOUBLY_REPARAMETERIZED` requested on such a mixed surrogate also give
+    `MixedReparameterization`.
 
     Raises:
       TypeError: if `gradient_estimator` is none of the accepted kinds.
       ValueError: if an estimator that differentiates samples is requested on a
-        surrogate that is not fully reparameterized, or if
-        `use_reparameterization` contradicts `gradient_estimator`.
+        surrogate it cannot serve, or if `use_reparameterization` contradicts
+        `gradient_estimator`.
     """
     reparameterized = is_fully_reparameterized(surrogate_posterior)
+    by_member = gradient_estimator is None or isinstance(
+        gradient_estimator, (GradientEstimators, tfp.vi.GradientEstimators)
+    )
     if gradient_estimator is None:
         if use_reparameterization is None:
-            use_reparameterization = reparameterized
-        if use_reparameterization:
-            estimator = estimators.Reparameterization()
-        else:
+            use_reparameterization = reparameterized or _is_mixed_joint(
+                surrogate_posterior
+            )
+        if not use_reparameterization:
             warnings.warn(
                 "Using score-function gradient estimate, which may have high "
                 "variance. To disable this warning, explicitly pass "
@@ -119,6 +135,7 @@ def resolve_gradient_estimator(
                 stacklevel=3,
             )
             return estimators.ScoreFunction()
+        estimator = estimators.Reparameterization()
     else:
         estimator = _as_estimator(gradient_estimator)
         if (
@@ -131,15 +148,14 @@ def resolve_gradient_estimator(
                 "`use_reparameterization` is deprecated: pass only "
                 "`gradient_estimator`."
             )
-    if estimator.reparameterized_samples and not reparameterized:
-        raise ValueError(
-            f"Gradient estimator {estimator.name} differentiates the samples, but "
-            f"`surrogate_posterior` ({surrogate_posterior.name!r}) is not fully "
-            "reparameterized (reparameterization_type="
-            f"{surrogate_posterior.reparameterization_type}). Use "
-            "`GradientEstimators.SCORE_FUNCTION` or, with "
-            "`importance_sample_size >= 2`, `GradientEstimators.VIMCO`."
-        )
+    if (
+        by_member
+        and estimator.reparameterization == FULL
+        and not reparameterized
+        and _is_mixed_joint(surrogate_posterior)
+    ):
+        estimator = estimators.MixedReparameterization()
+    estimator.check_surrogate(surrogate_posterior)
     return estimator
 
 

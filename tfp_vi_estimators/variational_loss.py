@@ -9,7 +9,7 @@ import tensorflow_probability as tfp
 
 from tfp_vi_estimators import _validation
 from tfp_vi_estimators.csiszar import kl_reverse
-from tfp_vi_estimators.estimators.base import STOPPED_PARAMETERS
+from tfp_vi_estimators.estimators.base import LogDensities
 from tfp_vi_estimators.gradient_estimators import resolve_gradient_estimator
 from tfp_vi_estimators.stopping import stopped_log_prob_fn
 
@@ -128,67 +128,130 @@ def monte_carlo_variational_loss(
         importance_sample_size,
         minimum=estimator.min_importance_sample_size,
     )
+    _validation.check_positive_integer(
+        "sample_size", sample_size, minimum=estimator.min_sample_size
+    )
+    estimator.check_arguments(sample_size, importance_sample_size, discrepancy_fn)
 
     with tf.name_scope(name or "monte_carlo_variational_loss"):
         sample_seed, target_seed = tfp.random.split_seed(seed, 2)
-        if estimator.particles_first:
-            sample_shape = [importance_sample_size, sample_size]
-        else:
-            sample_shape = [sample_size * importance_sample_size]
-
-        if estimator.reparameterized_samples:
-            samples, surrogate_log_prob = (
-                surrogate_posterior.experimental_sample_and_log_prob(
-                    sample_shape, seed=sample_seed
-                )
-            )
-        else:
-            samples = tf.nest.map_structure(
-                tf.stop_gradient,
-                surrogate_posterior.sample(sample_shape, seed=sample_seed),
-            )
-            surrogate_log_prob = surrogate_posterior.log_prob(samples)
-
-        samples, state = estimator.prepare_samples(samples)
-        if estimator.surrogate_log_prob == STOPPED_PARAMETERS:
-            surrogate_log_prob = stopped_log_prob_fn(
-                surrogate_posterior, stopped_surrogate_posterior
-            )(samples)
-        target_log_prob = _call_target(target_log_prob_fn, samples, target_seed)
-        _check_target_output(target_log_prob, surrogate_log_prob)
-
-        per_draw = estimator.per_draw_loss(
-            _by_draw(target_log_prob, estimator, importance_sample_size),
-            _by_draw(surrogate_log_prob, estimator, importance_sample_size),
-            discrepancy_fn,
-            state,
+        draw = (
+            _draw_from_each_component
+            if getattr(estimator, "stratified_mixture", False)
+            else _draw
         )
+        samples, log_densities, arrange, state, log_prob_like = draw(
+            estimator,
+            surrogate_posterior,
+            stopped_surrogate_posterior,
+            sample_size,
+            importance_sample_size,
+            sample_seed,
+        )
+        target_log_prob = _call_target(target_log_prob_fn, samples, target_seed)
+        _check_target_output(target_log_prob, log_prob_like)
+        log_densities.target = arrange(target_log_prob)
+        per_draw = estimator.per_draw_loss(log_densities, discrepancy_fn, state)
         return tf.reduce_mean(per_draw, axis=0)
 
 
-def _by_draw(log_prob, estimator, importance_sample_size):
-    """`[S * K] + batch` or `[K, S] + batch` -> `[S, K] + batch`."""
+def _draw(
+    estimator, surrogate, stopped_surrogate, sample_size, importance_sample_size, seed
+):
+    """Samples as tfp.vi draws them, and their lazily computed log-densities."""
     if estimator.particles_first:
-        perm = tf.concat([[1, 0], tf.range(2, tf.rank(log_prob))], axis=0)
-        return tf.transpose(log_prob, perm)
-    new_shape = tf.concat(
-        [[-1, importance_sample_size], tf.shape(log_prob)[1:]], axis=0
+        sample_shape = [importance_sample_size, sample_size]
+
+        def arrange(log_prob):  # [K, S] + batch -> [S, K] + batch
+            perm = tf.concat([[1, 0], tf.range(2, tf.rank(log_prob))], axis=0)
+            return tf.transpose(log_prob, perm)
+
+    else:
+        sample_shape = [sample_size * importance_sample_size]
+
+        def arrange(log_prob):  # [S * K] + batch -> [S, K] + batch
+            shape = tf.concat(
+                [[-1, importance_sample_size], tf.shape(log_prob)[1:]], axis=0
+            )
+            return tf.reshape(log_prob, shape)
+
+    if estimator.reparameterized_samples:
+        # As tfp.vi: the density comes with the sample (no bijector inverses).
+        drawn, log_q = surrogate.experimental_sample_and_log_prob(
+            sample_shape, seed=seed
+        )
+    else:
+        drawn = tf.nest.map_structure(
+            tf.stop_gradient, surrogate.sample(sample_shape, seed=seed)
+        )
+        log_q = surrogate.log_prob(drawn)
+    samples, state = estimator.prepare_samples(drawn)
+    stopped = tf.nest.map_structure(tf.stop_gradient, drawn)
+    log_densities = LogDensities(
+        target=None,
+        surrogate=lambda: arrange(log_q),
+        stopped_parameters=lambda: arrange(
+            stopped_log_prob_fn(surrogate, stopped_surrogate)(samples)
+        ),
+        stopped_sample=lambda: arrange(surrogate.log_prob(stopped)),
+        non_reparameterized=lambda: arrange(
+            _non_reparameterized_log_prob(surrogate, drawn)
+        ),
     )
-    return tf.reshape(log_prob, new_shape)
+    return samples, log_densities, arrange, state, log_q
 
 
-def _check_target_output(target_log_prob, surrogate_log_prob):
+def _draw_from_each_component(
+    estimator, surrogate, stopped_surrogate, sample_size, importance_sample_size, seed
+):
+    """One reparameterized draw per mixture component: `[S, C] + batch + event`."""
+    del importance_sample_size  # checked to be 1
+    batch_rank = surrogate.batch_shape.rank
+    drawn = surrogate.components_distribution.sample([sample_size], seed=seed)
+    # [S] + batch + [C] + event -> [S, C] + batch + event
+    samples = tf.experimental.numpy.moveaxis(drawn, 1 + batch_rank, 1)
+    samples, state = estimator.prepare_samples(samples)
+    log_pi = tf.math.log_softmax(
+        surrogate.mixture_distribution.logits_parameter(), axis=-1
+    )  # batch + [C]
+    log_densities = LogDensities(
+        target=None,
+        stopped_parameters=lambda: stopped_log_prob_fn(surrogate, stopped_surrogate)(
+            samples
+        ),
+        component_log_weights=lambda: tf.expand_dims(
+            tf.experimental.numpy.moveaxis(log_pi, -1, 0), 0
+        ),
+    )
+    log_prob_like = tf.TensorSpec(samples.shape[: 2 + batch_rank], samples.dtype)
+    return samples, log_densities, (lambda log_prob: log_prob), state, log_prob_like
+
+
+def _non_reparameterized_log_prob(surrogate, samples):
+    """Sum of the log-prob parts of a JointDistribution that are not reparameterized."""
+    kinds = tf.nest.flatten(surrogate.reparameterization_type)
+    parts = tf.nest.flatten(surrogate.log_prob_parts(samples))
+    discrete = [
+        part
+        for part, kind in zip(parts, kinds, strict=True)
+        if kind != tfp.distributions.FULLY_REPARAMETERIZED
+    ]
+    return tf.add_n(discrete) if discrete else tf.zeros_like(parts[0])
+
+
+def _check_target_output(target_log_prob, log_prob_like):
+    """One log-density per sample, in the surrogate's dtype; checked statically."""
     if not tf.is_tensor(target_log_prob):
         target_log_prob = tf.convert_to_tensor(target_log_prob)
-    if target_log_prob.dtype != surrogate_log_prob.dtype:
+    if target_log_prob.dtype != log_prob_like.dtype:
         raise ValueError(
             "`target_log_prob_fn` must return the surrogate's log-density dtype "
-            f"{surrogate_log_prob.dtype.name}; got {target_log_prob.dtype.name}."
+            f"{log_prob_like.dtype.name}; got {target_log_prob.dtype.name}."
         )
-    if not target_log_prob.shape.is_compatible_with(surrogate_log_prob.shape):
+    if not target_log_prob.shape.is_compatible_with(log_prob_like.shape):
         raise ValueError(
             "`target_log_prob_fn` must return one log-density per sample, shaped "
-            f"like the surrogate's log_prob {surrogate_log_prob.shape}; got "
+            f"like the surrogate's log_prob {log_prob_like.shape}; got "
             f"{target_log_prob.shape}."
         )
 

@@ -5,6 +5,8 @@ Each module holds one estimator; `base` holds the interface and shared steps.
 
 from tfp_vi_estimators.estimators.base import GradientEstimator
 from tfp_vi_estimators.estimators.doubly_reparameterized import DoublyReparameterized
+from tfp_vi_estimators.estimators.mixed import MixedReparameterization
+from tfp_vi_estimators.estimators.mixture import MixtureStickingTheLanding
 from tfp_vi_estimators.estimators.reparameterization import Reparameterization
 from tfp_vi_estimators.estimators.score_function import ScoreFunction
 from tfp_vi_estimators.estimators.vimco import VIMCO
@@ -12,6 +14,8 @@ from tfp_vi_estimators.estimators.vimco import VIMCO
 __all__ = [
     "DoublyReparameterized",
     "GradientEstimator",
+    "MixedReparameterization",
+    "MixtureStickingTheLanding",
     "Reparameterization",
     "ScoreFunction",
     "VIMCO",

@@ -2,14 +2,16 @@
 
 An estimator is pure tensor mathematics: it never samples and never calls the
 target. The loss (`tfp_vi_estimators.monte_carlo_variational_loss`) draws the
-samples, evaluates the target and the surrogate density in the form the
-estimator asks for, arranges them as `[sample_size, importance_sample_size] +
-batch_shape`, and hands them to `per_draw_loss`, which returns one surrogate
-value per independent draw. The value of that surrogate is always the
-discrepancy `f(L)`; only its gradient differs between estimators.
+samples, evaluates the target, arranges log-densities as `[sample_size,
+importance_sample_size] + batch_shape`, and hands them to `per_draw_loss` in a
+`LogDensities`, which computes each form of the surrogate density only if the
+estimator reads it. `per_draw_loss` returns one surrogate value per
+independent draw. Its value is the discrepancy `f(L)` (one exception, the
+stratified mixture estimator, says so); only its gradient differs between
+estimators.
 
 ```none
-lw[s, k] = target_log_prob[s, k] - surrogate_log_prob[s, k]
+lw[s, k] = log p(z[s, k]) - log q(z[s, k])
 L[s]     = log mean_k exp(lw[s, k])
 loss     = mean_s f(L[s])
 ```
@@ -18,43 +20,79 @@ loss     = mean_s f(L[s])
 import abc
 
 import tensorflow as tf
+import tensorflow_probability as tfp
 
-SURROGATE = "surrogate"
-"""The surrogate log-density with live parameters."""
+FULL = "full"
+"""Every part of the surrogate must be fully reparameterized."""
 
-STOPPED_PARAMETERS = "stopped_parameters"
-"""The surrogate log-density with stopped parameters (gradient to the sample only)."""
+PARTIAL = "partial"
+"""Some parts reparameterized, the rest handled by the score function."""
+
+NONE = "none"
+"""Samples are not differentiated; any surrogate will do."""
+
+
+class LogDensities:
+    """Per-particle log-densities `[S, K] + batch_shape`, each computed on first use.
+
+    Attributes:
+      target: `log p(z)`, evaluated at the samples the estimator prepared.
+      surrogate: `log q_phi(z)` at the samples as drawn: live parameters, and a
+        live sample when the estimator differentiates samples.
+      stopped_parameters: `log q_{stop(phi)}(z~)`: gradient to the prepared
+        sample `z~` only.
+      stopped_sample: `log q_phi(stop(z))`: gradient to the parameters only.
+      non_reparameterized: the log-density of the parts of a
+        `JointDistribution` surrogate that are not reparameterized, live
+        parameters and parents (zeros when every part is).
+    """
+
+    def __init__(self, target, **lazy):
+        self.target = target
+        self._lazy = lazy
+        self._cache = {}
+
+    def __getattr__(self, name):
+        lazy = self.__dict__.get("_lazy", {})
+        if name not in lazy:
+            raise AttributeError(name)
+        if name not in self._cache:
+            self._cache[name] = lazy[name]()
+        return self._cache[name]
 
 
 class GradientEstimator(abc.ABC):
     """Base class: turns log-densities into a surrogate whose gradient is the estimate.
 
-    Subclasses set three class attributes that tell the loss what to prepare,
-    and implement `per_draw_loss`.
+    Subclasses set class attributes that tell the loss what to prepare and
+    implement `per_draw_loss`.
 
     Attributes:
-      reparameterized_samples: whether the samples keep their pathwise
-        gradient. Estimators that need it refuse surrogates that are not fully
-        reparameterized.
-      surrogate_log_prob: `SURROGATE` for `log q_phi(z)` with live parameters,
-        or `STOPPED_PARAMETERS` for `log q_{stop(phi)}(z)`.
+      reparameterization: `FULL`, `PARTIAL` or `NONE`: what the estimator
+        needs of the surrogate. With `FULL` or `PARTIAL` samples keep their
+        pathwise gradient; with `NONE` they are stopped.
       particles_first: lay the samples out as `[importance_sample_size,
         sample_size]` instead of `[sample_size * importance_sample_size]`
         (tfp.vi does this for VIMCO; matching it keeps samples identical).
       min_importance_sample_size: smallest `importance_sample_size` allowed.
+      min_sample_size: smallest `sample_size` allowed.
     """
 
-    reparameterized_samples: bool = True
-    surrogate_log_prob: str = SURROGATE
+    reparameterization: str = FULL
     particles_first: bool = False
     min_importance_sample_size: int = 1
+    min_sample_size: int = 1
+
+    @property
+    def reparameterized_samples(self) -> bool:
+        return self.reparameterization != NONE
 
     @property
     def name(self) -> str:
         return type(self).__name__
 
     def prepare_samples(self, samples):
-        """Hook applied to the samples before the target and density see them.
+        """Hook applied to the samples before the target and densities see them.
 
         Args:
           samples: the (possibly nested) samples, `[sample_size *
@@ -66,14 +104,37 @@ class GradientEstimator(abc.ABC):
         """
         return samples, None
 
+    def check_surrogate(self, surrogate):
+        """Raise `ValueError` if this estimator cannot serve `surrogate`."""
+        kinds = tf.nest.flatten(surrogate.reparameterization_type)
+        reparameterized = [k == tfp.distributions.FULLY_REPARAMETERIZED for k in kinds]
+        if self.reparameterization == FULL and not all(reparameterized):
+            missing = "is not fully reparameterized"
+        elif self.reparameterization == PARTIAL and not any(reparameterized):
+            missing = "has no reparameterized part"
+        else:
+            return
+        raise ValueError(
+            f"Gradient estimator {self!r} differentiates the samples, but "
+            f"`surrogate_posterior` ({surrogate.name!r}) {missing} "
+            f"(reparameterization_type={surrogate.reparameterization_type}). Use "
+            "`GradientEstimators.SCORE_FUNCTION` or, with "
+            "`importance_sample_size >= 2`, `GradientEstimators.VIMCO`; for a "
+            "JointDistribution with some reparameterized parts, "
+            "`estimators.MixedReparameterization`."
+        )
+
+    def check_arguments(self, sample_size, importance_sample_size, discrepancy_fn):
+        """Python-level checks of the loss's arguments; raise `ValueError`."""
+        del sample_size, importance_sample_size, discrepancy_fn
+
     @abc.abstractmethod
-    def per_draw_loss(self, target_log_prob, surrogate_log_prob, discrepancy_fn, state):
+    def per_draw_loss(self, log_densities, discrepancy_fn, state):
         """Per-draw surrogate loss.
 
         Args:
-          target_log_prob: `Tensor` `[S, K] + batch_shape`.
-          surrogate_log_prob: `Tensor` `[S, K] + batch_shape`, in the form
-            named by `self.surrogate_log_prob`.
+          log_densities: a `LogDensities`; read only the fields the estimator
+            needs (each is computed on first use).
           discrepancy_fn: elementwise Csiszar function in log space.
           state: whatever `prepare_samples` returned.
 

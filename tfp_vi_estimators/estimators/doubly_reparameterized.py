@@ -49,7 +49,6 @@ import tensorflow as tf
 
 from tfp_vi_estimators.csiszar import discrepancy_derivatives
 from tfp_vi_estimators.estimators.base import (
-    STOPPED_PARAMETERS,
     GradientEstimator,
     log_mean_exp,
     with_gradient_of,
@@ -95,22 +94,48 @@ class DeferredGradientScale:
 
 
 class DoublyReparameterized(GradientEstimator):
-    """Path-derivative estimator: STL at K = 1, generalized DReG at K > 1."""
+    """Path-derivative estimator: STL at K = 1, generalized DReG at K > 1.
 
-    reparameterized_samples = True
-    surrogate_log_prob = STOPPED_PARAMETERS
+    Args:
+      score_weight: c in [0, 1]. `log q` is replaced by
+        `c log q' + (1 - c) log q` (Roeder et al. section 4.2): c = 1 is the
+        path derivative (sticking the landing / DReG), c = 0 the total
+        derivative (REPARAMETERIZATION's gradient), values between blend the
+        two unbiased estimators linearly. Default value: `1.0`.
+    """
+
+    def __init__(self, score_weight=1.0):
+        if isinstance(score_weight, bool) or not isinstance(score_weight, (int, float)):
+            raise TypeError(
+                f"`score_weight` must be a float in [0, 1]; got {score_weight!r}."
+            )
+        if not 0.0 <= score_weight <= 1.0:
+            raise ValueError(f"`score_weight` must be in [0, 1]; got {score_weight}.")
+        self.score_weight = float(score_weight)
 
     def prepare_samples(self, samples):
         scale = DeferredGradientScale()
         return scale.apply(samples), scale
 
-    def per_draw_loss(self, target_log_prob, surrogate_log_prob, discrepancy_fn, state):
-        log_weights = target_log_prob - surrogate_log_prob
+    def per_draw_loss(self, log_densities, discrepancy_fn, state):
+        c = self.score_weight
+        log_weights = log_densities.target - log_densities.stopped_parameters
+        if c < 1.0:
+            # Adds -(1 - c) d log q / d phi at fixed z (the total derivative's
+            # score term, weighted); the value is unchanged.
+            log_q_params = log_densities.stopped_sample
+            log_weights -= (1.0 - c) * (log_q_params - tf.stop_gradient(log_q_params))
         log_mean = log_mean_exp(log_weights)
         f1, f2 = discrepancy_derivatives(discrepancy_fn, log_mean)
         f1 = tf.expand_dims(f1, axis=1)
         f2 = tf.expand_dims(f2, axis=1)
         weights = tf.stop_gradient(tf.nn.softmax(log_weights, axis=1))
-        state.set(weights * (1.0 - tf.math.divide_no_nan(f2, f1)))
+        # theta's coefficient is f1 wt; the path to phi needs
+        # c (f1 - f2) wt^2 + (1 - c) f1 wt, hence this multiplier on z's gradient.
+        path_scale = weights * (1.0 - tf.math.divide_no_nan(f2, f1))
+        state.set(c * path_scale + (1.0 - c))
         surrogate = tf.reduce_sum(tf.stop_gradient(f1 * weights) * log_weights, axis=1)
         return with_gradient_of(discrepancy_fn(log_mean), surrogate)
+
+    def __repr__(self):
+        return f"DoublyReparameterized(score_weight={self.score_weight})"

@@ -21,8 +21,8 @@ from tfp_vi_estimators.estimators.base import GradientEstimator, log_mean_exp
 class Reparameterization(GradientEstimator):
     """Differentiates `f(L)` through reparameterized samples (IWAE when K > 1)."""
 
-    reparameterized_samples = True
-
-    def per_draw_loss(self, target_log_prob, surrogate_log_prob, discrepancy_fn, state):
+    def per_draw_loss(self, log_densities, discrepancy_fn, state):
         del state
-        return discrepancy_fn(log_mean_exp(target_log_prob - surrogate_log_prob))
+        return discrepancy_fn(
+            log_mean_exp(log_densities.target - log_densities.surrogate)
+        )

@@ -10,7 +10,8 @@ parameters theta through `log p`; the second term is the score-function
 correction for the dependence of the samples on phi. It is unbiased for every
 `importance_sample_size` K (the K particles of one draw are one joint sample
 of `prod_k q(z_k)`, whose score is `sum_k grad log q(z_k)`), and for any
-baseline `b` that does not depend on the current draw. `tfp.vi` refuses K > 1.
+baseline `b` that does not depend on the current draw (see `baselines`).
+`tfp.vi` refuses K > 1.
 
 #### References
 
@@ -22,24 +23,34 @@ baseline `b` that does not depend on the current draw. `tfp.vi` refuses K > 1.
 
 import tensorflow as tf
 
-from tfp_vi_estimators.estimators.base import (
-    GradientEstimator,
-    log_mean_exp,
-    with_gradient_of,
-)
+from tfp_vi_estimators.estimators.base import NONE, GradientEstimator, log_mean_exp
+from tfp_vi_estimators.estimators.baselines import make_baseline, score_term
 
 
 class ScoreFunction(GradientEstimator):
-    """The score-function (REINFORCE) estimator, valid for every K."""
+    """The score-function (REINFORCE) estimator, valid for every K.
 
-    reparameterized_samples = False
+    Args:
+      baseline: None, `'leave_one_out'` (over the `sample_size` independent
+        draws; needs `sample_size >= 2`), `'moving_average'` (state in
+        variables this object owns: reuse the object across steps), or a
+        callable `baseline()` returning a tensor broadcastable to
+        `[sample_size] + batch_shape` that does not depend on the current
+        draw; its variables are trained to fit the loss when optimized along.
+      decay: decay of the moving average. Default value: `0.9`.
+    """
 
-    def baseline(self, per_draw_values):
-        """Baseline `b` for each draw; zero here. Must not depend on its own draw."""
-        return tf.zeros_like(per_draw_values)
+    reparameterization = NONE
 
-    def per_draw_loss(self, target_log_prob, surrogate_log_prob, discrepancy_fn, state):
+    def __init__(self, baseline=None, decay=0.9):
+        self.baseline = make_baseline(baseline, decay)
+        self.min_sample_size = self.baseline.min_sample_size
+
+    def per_draw_loss(self, log_densities, discrepancy_fn, state):
         del state
-        f = discrepancy_fn(log_mean_exp(target_log_prob - surrogate_log_prob))
-        score = tf.reduce_sum(surrogate_log_prob, axis=1)
-        return with_gradient_of(f, f + tf.stop_gradient(f - self.baseline(f)) * score)
+        log_q = log_densities.surrogate
+        f = discrepancy_fn(log_mean_exp(log_densities.target - log_q))
+        return f + score_term(f, self.baseline, tf.reduce_sum(log_q, axis=1))
+
+    def __repr__(self):
+        return f"ScoreFunction(baseline={self.baseline!r})"

@@ -19,22 +19,24 @@ averages come from `tfp.stats.log_soomean_exp`. O(K) per draw.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators.estimators.base import GradientEstimator, with_gradient_of
+from tfp_vi_estimators.estimators.base import NONE, GradientEstimator, with_gradient_of
 
 
 class VIMCO(GradientEstimator):
     """Mnih & Rezende's multi-sample score-function estimator (K >= 2)."""
 
-    reparameterized_samples = False
+    reparameterization = NONE
     particles_first = True
     min_importance_sample_size = 2
 
-    def per_draw_loss(self, target_log_prob, surrogate_log_prob, discrepancy_fn, state):
+    def per_draw_loss(self, log_densities, discrepancy_fn, state):
         del state
-        log_weights = target_log_prob - surrogate_log_prob
-        log_swap_out_mean, log_mean = tfp.stats.log_soomean_exp(log_weights, axis=1)
+        log_q = log_densities.surrogate
+        log_swap_out_mean, log_mean = tfp.stats.log_soomean_exp(
+            log_densities.target - log_q, axis=1
+        )
         f = discrepancy_fn(log_mean)
         f_swap_out = discrepancy_fn(log_swap_out_mean)
         learning_signal = tf.stop_gradient(tf.expand_dims(f, axis=1) - f_swap_out)
-        score = tf.reduce_sum(learning_signal * surrogate_log_prob, axis=1)
+        score = tf.reduce_sum(learning_signal * log_q, axis=1)
         return with_gradient_of(f, f + score)
