@@ -7,6 +7,7 @@ gradients for importance-weighted bounds.
 """
 
 from tfp_vi_estimators import estimators
+from tfp_vi_estimators.analytic import elbo_with_analytic_entropy, elbo_with_analytic_kl
 from tfp_vi_estimators.csiszar import (
     amari_alpha,
     arithmetic_geometric,
@@ -36,6 +37,8 @@ __all__ = [
     "arithmetic_geometric",
     "chi_square",
     "dual_csiszar_function",
+    "elbo_with_analytic_entropy",
+    "elbo_with_analytic_kl",
     "estimators",
     "jeffreys",
     "jensen_shannon",

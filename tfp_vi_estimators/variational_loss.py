@@ -2,7 +2,6 @@
 
 import functools
 import inspect
-import traceback
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -148,7 +147,7 @@ def monte_carlo_variational_loss(
             importance_sample_size,
             sample_seed,
         )
-        target_log_prob = _call_target(target_log_prob_fn, samples, target_seed)
+        target_log_prob = call_target(target_log_prob_fn, samples, target_seed)
         _check_target_output(target_log_prob, log_prob_like)
         log_densities.target = arrange(target_log_prob)
         per_draw = estimator.per_draw_loss(log_densities, discrepancy_fn, state)
@@ -256,12 +255,13 @@ def _check_target_output(target_log_prob, log_prob_like):
         )
 
 
-def _call_target(target_log_prob_fn, samples, seed):
+def call_target(target_log_prob_fn, samples, seed):
     """Calls the target as `tfp.vi` does, passing `seed` if it takes one.
 
     A signature with a `seed` parameter gets it; one with neither `seed` nor
-    `**kwargs` does not. Otherwise (no inspectable signature, or `**kwargs`)
-    the target is tried with the seed, then without, as `tfp.vi` does.
+    `**kwargs` (or a distribution's own `log_prob`) does not. Otherwise the
+    target is tried with the seed, then without, as `tfp.vi` does; if both
+    fail, the error of the call without the seed is raised, with a note.
     """
     call = functools.partial(_call_with_structure, target_log_prob_fn, samples)
     accepts = _accepts_seed(target_log_prob_fn)
@@ -272,16 +272,15 @@ def _call_target(target_log_prob_fn, samples, seed):
     try:
         return call(seed=seed)
     except Exception as with_seed:  # noqa: BLE001 - mirrors tfp.vi's detection
-        first = "".join(traceback.format_exception(with_seed))
+        first = f"{type(with_seed).__name__}: {with_seed}"
     try:
         return call()
-    except Exception as without_seed:  # noqa: BLE001
-        second = "".join(traceback.format_exception(without_seed))
-        raise RuntimeError(
-            f"Attempted to detect if {target_log_prob_fn} requires a `seed`, but "
-            f"failed.\nCalling it with seed raised:\n\n{first}\n\nCalling it "
-            f"without the seed raised:\n\n{second}"
-        ) from None
+    except Exception as without_seed:
+        without_seed.add_note(
+            f"tfp_vi_estimators called `target_log_prob_fn` with `seed=` first; "
+            f"that raised {first}"
+        )
+        raise
 
 
 def _call_with_structure(fn, samples, **kwargs):
@@ -293,6 +292,9 @@ def _call_with_structure(fn, samples, **kwargs):
 
 
 def _accepts_seed(fn):
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, tfp.distributions.Distribution):
+        return False  # `log_prob(value, name, **kwargs)` passes kwargs on
     try:
         parameters = inspect.signature(fn).parameters
     except (TypeError, ValueError):

@@ -23,6 +23,7 @@ from stat_helpers import (
 )
 
 import tfp_vi_estimators as tve
+from tfp_vi_estimators import estimators
 
 GE = tve.GradientEstimators
 
@@ -203,3 +204,41 @@ def test_unbiased_for_every_smooth_discrepancy_large_sample(
     )
     z = _paired_z_scores(problem, ours, reference)
     assert np.all(np.abs(z) < Z_TOLERANCE), z
+
+
+@pytest.mark.parametrize("importance_sample_size", [1, 3])
+def test_score_weight_endpoints_reproduce_both_estimators(importance_sample_size):
+    problem = DecoderProblem(256)
+
+    def grads(estimator):
+        return per_draw_gradients(
+            variational_loss(
+                problem, estimator, importance_sample_size, tve.kl_forward, (2, 3)
+            ),
+            problem.variables,
+        )
+
+    total = grads(GE.REPARAMETERIZATION)
+    path = grads(GE.DOUBLY_REPARAMETERIZED)
+    for c, expected in ((0.0, total), (1.0, path)):
+        got = grads(estimators.DoublyReparameterized(score_weight=c))
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-12)
+
+
+def test_partial_score_weight_is_unbiased():
+    problem = DecoderProblem(NUM_DRAWS)
+    ours = variational_loss(
+        problem, estimators.DoublyReparameterized(score_weight=0.4), 4, tve.kl_forward
+    )
+    reference = variational_loss(problem, GE.REPARAMETERIZATION, 4, tve.kl_forward)
+    z = _paired_z_scores(problem, ours, reference)
+    assert np.all(np.abs(z) < Z_TOLERANCE), z
+
+
+@pytest.mark.parametrize(
+    "score_weight,error", [(1.5, ValueError), (-0.1, ValueError), ("1", TypeError)]
+)
+def test_score_weight_must_be_in_unit_interval(score_weight, error):
+    with pytest.raises(error, match="score_weight"):
+        estimators.DoublyReparameterized(score_weight=score_weight)

@@ -1,0 +1,478 @@
+"""Relaxed straight-through categorical and Bernoulli distributions.
+
+Samples are hard (one-hot / 0-1) in the forward pass and carry the gradient
+of the relaxed (Concrete / Gumbel-softmax) sample in the backward pass.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tensorflow_probability.python.bijectors import sigmoid, softmax_centered, softplus
+from tensorflow_probability.python.internal import (
+    dtype_util,
+    parameter_properties,
+    tensor_util,
+)
+from tensorflow_probability.python.internal import prefer_static as ps
+
+from tfp_vi_estimators.distributions import validation
+
+tfd = tfp.distributions
+
+__all__ = ["RelaxedBernoulliStraightThrough", "RelaxedOneHotCategoricalStraightThrough"]
+
+_PAIRING_DOC = """
+    #### `log_prob` and the soft value behind a hard sample
+
+    `sample()` remembers, for each tensor it returns, the relaxed sample
+    behind it (in log / logit space), in a registry keyed by the identity of
+    the returned tensor and held by a weak reference, the way TFP bijectors
+    cache their inverses. `log_prob(x)` of a tensor this class drew, by this
+    instance or by any other instance of the class (for example the copy
+    with stopped parameters that doubly-reparameterized estimators build),
+    is the relaxed density at the soft value, under the scoring instance's own
+    parameters, computed in log / logit space (stable where the density at
+    the rounded soft value would overflow). The gradient flows through the
+    soft value as well as the parameters. This is Python bookkeeping at trace
+    time, so it holds in eager mode, inside one `tf.function` graph and under
+    XLA (`jit_compile=True`) alike, and costs no ops.
+
+    Any other value (a tensor built elsewhere, a sample passed through an op
+    such as `tf.identity`, a reshape or a `tf.function` boundary, or a
+    wrapper such as `tfd.Independent` that reshapes the sample) is scored
+    under the discrete pmf of the hard samples, `{pmf}`, which is the exact
+    law of the values `sample()` returns. It is written linearly in the
+    value, so a gradient with respect to the value exists (straight-through
+    style; `tfd.OneHotCategorical` would stop it). The relaxed density is not
+    used there because it is degenerate (infinite or NaN) at the vertices
+    where hard values live.
+
+    #### Bias
+
+    Straight-through gradients are biased by design [3]: the backward pass
+    differentiates the relaxed sample while the forward pass uses the hard
+    one, and the bias does not shrink with more samples. Lower temperatures
+    bring the relaxed sample closer to the hard one (less bias) at the price
+    of larger gradient variance.
+"""
+
+_REFERENCES = """
+    #### References
+
+    [1]: Eric Jang, Shixiang Gu and Ben Poole. Categorical Reparameterization
+         with Gumbel-Softmax. 2016. https://arxiv.org/abs/1611.01144
+    [2]: Chris J. Maddison, Andriy Mnih and Yee Whye Teh. The Concrete
+         Distribution: A Continuous Relaxation of Discrete Random Variables.
+         2016. https://arxiv.org/abs/1611.00712
+    [3]: Yoshua Bengio, Nicholas Leonard and Aaron Courville. Estimating or
+         Propagating Gradients Through Stochastic Neurons for Conditional
+         Computation. 2013. https://arxiv.org/abs/1308.3432
+"""
+
+
+class _RelaxedPreimageRegistry:
+    """Maps a drawn sample, by tensor identity, to its relaxed pre-image.
+
+    Entries die with the sample tensor (weak reference), so eager samples do
+    not leak and symbolic ones live exactly as long as their graph.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[weakref.ref, tf.Tensor]] = {}
+
+    def register(self, sample: tf.Tensor, preimage: tf.Tensor) -> None:
+        key = id(sample)
+
+        def forget(_, key=key):
+            self._entries.pop(key, None)
+
+        self._entries[key] = (weakref.ref(sample, forget), preimage)
+
+    def lookup(self, value: Any) -> tf.Tensor | None:
+        entry = self._entries.get(id(value))
+        if entry is None or entry[0]() is not value:
+            return None
+        return entry[1]
+
+
+class _RelaxedStraightThrough(tfd.AutoCompositeTensorDistribution):
+    """Shared machinery; subclasses say how to sample and score the pre-image."""
+
+    _logits_event_ndims: int  # 1 for one-hot categorical, 0 for Bernoulli.
+    _registry: _RelaxedPreimageRegistry
+
+    def __init__(
+        self,
+        temperature,
+        logits,
+        probs,
+        validate_args,
+        allow_nan_stats,
+        parameters,
+        name,
+    ):
+        cls_name = type(self).__name__
+        self._check_arguments(cls_name, temperature, logits, probs)
+        dtype = validation.common_float_dtype(
+            {"temperature": temperature, "logits": logits, "probs": probs}
+        )
+        with tf.name_scope(name) as name:
+            self._temperature = validation.convert_parameter(
+                temperature, dtype, "temperature"
+            )
+            self._logits = validation.convert_parameter(logits, dtype, "logits")
+            self._probs = validation.convert_parameter(probs, dtype, "probs")
+            super().__init__(
+                dtype=dtype,
+                reparameterization_type=tfd.FULLY_REPARAMETERIZED,
+                validate_args=validate_args,
+                allow_nan_stats=allow_nan_stats,
+                parameters=parameters,
+                name=name,
+            )
+
+    @classmethod
+    def _check_arguments(cls, cls_name, temperature, logits, probs):
+        if temperature is None:
+            raise TypeError(
+                f"{cls_name}: `temperature` is required: a positive floating Tensor "
+                "broadcastable to the batch shape; got None."
+            )
+        validation.check_float_tensor_like(temperature, "temperature")
+        validation.check_positive_if_static(temperature, "temperature")
+        if (logits is None) == (probs is None):
+            raise ValueError(
+                f"{cls_name}: pass exactly one of `logits` or `probs`; got "
+                f"logits={validation.describe(logits)}, "
+                f"probs={validation.describe(probs)}."
+            )
+        shape_words = (
+            "of shape batch_shape + [num_categories]"
+            if cls._logits_event_ndims
+            else "of shape batch_shape"
+        )
+        for name, value in (("logits", logits), ("probs", probs)):
+            if value is not None:
+                validation.check_float_tensor_like(
+                    value, name, min_rank=cls._logits_event_ndims, expected=shape_words
+                )
+        if probs is not None:
+            validation.check_probabilities_if_static(probs, "probs")
+
+    @property
+    def temperature(self):
+        """The relaxation temperature."""
+        return self._temperature
+
+    @property
+    def logits(self):
+        """The `logits` argument (None if `probs` was given)."""
+        return self._logits
+
+    @property
+    def probs(self):
+        """The `probs` argument (None if `logits` was given)."""
+        return self._probs
+
+    def _call_sample_n(self, sample_shape, seed, **kwargs):
+        # Overridden instead of `_sample_n`, as TransformedDistribution does for
+        # its bijector cache: the tensor registered must be the one returned,
+        # and the base class reshapes whatever `_sample_n` returns.
+        preimage = self._preimage_distribution().sample(sample_shape, seed=seed)
+        soft = self._soft_from_preimage(preimage)
+        hard = tf.stop_gradient(self._hard_from_preimage(preimage))
+        # Equals `hard` exactly in value (soft - soft is 0); its gradient is soft's.
+        sample = hard + (soft - tf.stop_gradient(soft))
+        self._registry.register(sample, preimage)
+        return sample
+
+    def _log_prob(self, x):
+        preimage = self._registry.lookup(x)
+        if preimage is None:
+            return self._pmf_log_prob(x)
+        return self._relaxed_log_prob_of_preimage(preimage)
+
+    def _mean(self):
+        # Mean of the hard samples, whose law is the discrete pmf.
+        return self._hard_distribution().mean()
+
+    def _parameter_control_dependencies(self, is_init):
+        if not self.validate_args:
+            return []
+        assertions = []
+        if is_init != tensor_util.is_ref(self._temperature):
+            assertions.append(
+                tf.debugging.assert_positive(
+                    self._temperature, message="`temperature` must be positive."
+                )
+            )
+        return assertions
+
+
+class RelaxedOneHotCategoricalStraightThrough(_RelaxedStraightThrough):
+    """Straight-through Gumbel-softmax: one-hot samples, relaxed gradients.
+
+    A sample is drawn from the relaxed one-hot categorical (Concrete /
+    Gumbel-softmax) distribution [1, 2] and rounded to the one-hot vector of
+    its arg-max; the value is exactly that one-hot vector and the gradient is
+    that of the relaxed sample (straight-through [3]):
+
+    ```none
+    g_k  ~ Gumbel(0, 1),                  k = 1..K
+    y_k  = softmax((logits + g) / temperature)_k            (relaxed sample)
+    h    = one_hot(argmax_k y_k)          ~ OneHotCategorical(logits)
+    z    = h + y - stop_gradient(y)       (value h, gradient dy/dlogits)
+    log_prob(z) = log RelaxedOneHotCategorical(temperature, logits).prob(y)
+    ```
+
+    With the same `seed`, `y` is exactly
+    `tfd.RelaxedOneHotCategorical(temperature, logits).sample(seed=seed)`.
+    The hard values follow `OneHotCategorical(logits)` for every temperature.
+    `reparameterization_type` is `FULLY_REPARAMETERIZED`, so the library's
+    reparameterization and doubly-reparameterized estimators apply (with the
+    bias below).
+    """
+
+    _logits_event_ndims = 1
+    _registry = _RelaxedPreimageRegistry()
+
+    def __init__(
+        self,
+        temperature: Any,
+        logits: Any = None,
+        probs: Any = None,
+        validate_args: bool = False,
+        allow_nan_stats: bool = True,
+        name: str = "RelaxedOneHotCategoricalStraightThrough",
+    ) -> None:
+        """Builds the distribution.
+
+        Args:
+          temperature: positive floating `Tensor` of shape `batch_shape` (or
+            broadcastable to it).
+          logits: floating `Tensor` of shape `batch_shape + [K]`, unnormalized
+            log-probabilities. Exactly one of `logits` and `probs`.
+          probs: floating `Tensor` of shape `batch_shape + [K]`, probabilities
+            that sum to 1 over the last axis.
+          validate_args: Python `bool`; check parameters at run time.
+          allow_nan_stats: Python `bool`; as in every TFP distribution.
+          name: Python `str` name for the ops.
+
+        Raises:
+          TypeError: if `temperature` is None, or an argument is non-floating,
+            or the arguments have different dtypes.
+          ValueError: if not exactly one of `logits` and `probs` is given, if
+            one of them has static rank 0, or if statically known `temperature`
+            is not positive or `probs` lies outside [0, 1].
+        """
+        parameters = dict(locals())
+        super().__init__(
+            temperature,
+            logits,
+            probs,
+            validate_args,
+            allow_nan_stats,
+            parameters,
+            name,
+        )
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return dict(
+            temperature=parameter_properties.ParameterProperties(
+                shape_fn=lambda sample_shape: sample_shape[:-1],
+                default_constraining_bijector_fn=(
+                    lambda: softplus.Softplus(low=dtype_util.eps(dtype))
+                ),
+            ),
+            logits=parameter_properties.ParameterProperties(event_ndims=1),
+            probs=parameter_properties.ParameterProperties(
+                event_ndims=1,
+                default_constraining_bijector_fn=softmax_centered.SoftmaxCentered,
+                is_preferred=False,
+            ),
+        )
+
+    def logits_parameter(self, name: str | None = None) -> tf.Tensor:
+        """Logits computed from whichever of `logits` / `probs` was given."""
+        with self._name_and_control_scope(name or "logits_parameter"):
+            return self._hard_distribution().logits_parameter()
+
+    def probs_parameter(self, name: str | None = None) -> tf.Tensor:
+        """Probabilities computed from whichever of `logits` / `probs` was given."""
+        with self._name_and_control_scope(name or "probs_parameter"):
+            return self._hard_distribution().probs_parameter()
+
+    def _event_shape(self):
+        param = self._logits if self._logits is not None else self._probs
+        return validation.static_shape(param)[-1:]
+
+    def _event_shape_tensor(self):
+        param = self._logits if self._logits is not None else self._probs
+        return ps.shape(param)[-1:]
+
+    def _preimage_distribution(self):
+        return tfd.ExpRelaxedOneHotCategorical(
+            self._temperature, logits=self._logits, probs=self._probs
+        )
+
+    def _soft_from_preimage(self, preimage):
+        return tf.exp(preimage)
+
+    def _hard_from_preimage(self, preimage):
+        return tf.one_hot(
+            tf.argmax(preimage, axis=-1), ps.shape(preimage)[-1], dtype=self.dtype
+        )
+
+    def _relaxed_log_prob_of_preimage(self, preimage):
+        # log q(y) = log q_exp(log y) - sum_k log y_k  (the Exp change of variables
+        # that tfd.RelaxedOneHotCategorical applies), evaluated at log y directly.
+        return self._preimage_distribution().log_prob(preimage) - tf.reduce_sum(
+            preimage, axis=-1
+        )
+
+    def _hard_distribution(self):
+        return tfd.OneHotCategorical(
+            logits=self._logits, probs=self._probs, dtype=self.dtype
+        )
+
+    def _pmf_log_prob(self, x):
+        # sum_k x_k log p_k: the OneHotCategorical log-pmf on one-hot x, written
+        # so the gradient reaches x (tfd.OneHotCategorical stops it).
+        log_probs = tf.math.log_softmax(self._hard_distribution().logits_parameter())
+        return tf.reduce_sum(tf.math.multiply_no_nan(log_probs, x), axis=-1)
+
+
+class RelaxedBernoulliStraightThrough(_RelaxedStraightThrough):
+    """Straight-through relaxed Bernoulli: 0/1 samples, relaxed gradients.
+
+    A sample is drawn from the relaxed Bernoulli (binary Concrete)
+    distribution [1, 2] and rounded; the value is exactly 0 or 1 and the
+    gradient is that of the relaxed sample (straight-through [3]):
+
+    ```none
+    u    ~ Logistic(logits / temperature, 1 / temperature)
+    y    = sigmoid(u)                     (relaxed sample, in (0, 1))
+    h    = 1[u > 0]                       ~ Bernoulli(logits)
+    z    = h + y - stop_gradient(y)       (value h, gradient dy/dlogits)
+    log_prob(z) = log RelaxedBernoulli(temperature, logits).prob(y)
+    ```
+
+    With the same `seed`, `y` is exactly
+    `tfd.RelaxedBernoulli(temperature, logits).sample(seed=seed)`. The hard
+    values follow `Bernoulli(logits)` for every temperature.
+    `reparameterization_type` is `FULLY_REPARAMETERIZED`.
+    """
+
+    _logits_event_ndims = 0
+    _registry = _RelaxedPreimageRegistry()
+
+    def __init__(
+        self,
+        temperature: Any,
+        logits: Any = None,
+        probs: Any = None,
+        validate_args: bool = False,
+        allow_nan_stats: bool = True,
+        name: str = "RelaxedBernoulliStraightThrough",
+    ) -> None:
+        """Builds the distribution.
+
+        Args:
+          temperature: positive floating `Tensor` broadcastable to the batch
+            shape.
+          logits: floating `Tensor`, the log-odds of 1. Exactly one of `logits`
+            and `probs`.
+          probs: floating `Tensor` in [0, 1], the probability of 1.
+          validate_args: Python `bool`; check parameters at run time.
+          allow_nan_stats: Python `bool`; as in every TFP distribution.
+          name: Python `str` name for the ops.
+
+        Raises:
+          TypeError: if `temperature` is None, or an argument is non-floating,
+            or the arguments have different dtypes.
+          ValueError: if not exactly one of `logits` and `probs` is given, or if
+            statically known `temperature` is not positive or `probs` lies
+            outside [0, 1].
+        """
+        parameters = dict(locals())
+        super().__init__(
+            temperature,
+            logits,
+            probs,
+            validate_args,
+            allow_nan_stats,
+            parameters,
+            name,
+        )
+
+    @classmethod
+    def _parameter_properties(cls, dtype, num_classes=None):
+        return dict(
+            temperature=parameter_properties.ParameterProperties(
+                default_constraining_bijector_fn=(
+                    lambda: softplus.Softplus(low=dtype_util.eps(dtype))
+                ),
+            ),
+            logits=parameter_properties.ParameterProperties(),
+            probs=parameter_properties.ParameterProperties(
+                default_constraining_bijector_fn=sigmoid.Sigmoid, is_preferred=False
+            ),
+        )
+
+    def logits_parameter(self, name: str | None = None) -> tf.Tensor:
+        """Log-odds computed from whichever of `logits` / `probs` was given."""
+        with self._name_and_control_scope(name or "logits_parameter"):
+            return self._hard_distribution().logits_parameter()
+
+    def probs_parameter(self, name: str | None = None) -> tf.Tensor:
+        """Probability of 1 computed from whichever of `logits` / `probs` was given."""
+        with self._name_and_control_scope(name or "probs_parameter"):
+            return self._hard_distribution().probs_parameter()
+
+    def _event_shape(self):
+        return tf.TensorShape([])
+
+    def _event_shape_tensor(self):
+        return tf.constant([], dtype=tf.int32)
+
+    def _preimage_distribution(self):
+        # Written as tfd.RelaxedBernoulli writes it, so one seed gives the
+        # same relaxed sample to the last bit.
+        scale = tf.math.reciprocal(tf.convert_to_tensor(self._temperature))
+        return tfd.Logistic(self._hard_distribution().logits_parameter() * scale, scale)
+
+    def _soft_from_preimage(self, preimage):
+        return tf.sigmoid(preimage)
+
+    def _hard_from_preimage(self, preimage):
+        return tf.cast(preimage > 0, self.dtype)
+
+    def _relaxed_log_prob_of_preimage(self, preimage):
+        # log q(y) = log p_logistic(u) - log sigmoid'(u), with
+        # log sigmoid'(u) = -softplus(-u) - softplus(u); no log(0) as y -> 0, 1.
+        return (
+            self._preimage_distribution().log_prob(preimage)
+            + tf.math.softplus(preimage)
+            + tf.math.softplus(-preimage)
+        )
+
+    def _hard_distribution(self):
+        return tfd.Bernoulli(logits=self._logits, probs=self._probs, dtype=self.dtype)
+
+    def _pmf_log_prob(self, x):
+        # tfd.Bernoulli's log-pmf, x log p + (1 - x) log(1 - p), is linear in x
+        # and lets the gradient reach x.
+        return self._hard_distribution().log_prob(x)
+
+
+for _cls, _pmf in (
+    (RelaxedOneHotCategoricalStraightThrough, "sum_k x_k log p_k"),
+    (RelaxedBernoulliStraightThrough, "x log p + (1 - x) log(1 - p)"),
+):
+    _cls.__doc__ += _PAIRING_DOC.format(pmf=_pmf) + _REFERENCES
+del _cls, _pmf

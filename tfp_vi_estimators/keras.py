@@ -1,0 +1,348 @@
+"""Keras 3 models whose `train_step` minimizes `monte_carlo_variational_loss`.
+
+`model.compile(optimizer)` and `model.fit(...)` then give progress bars,
+callbacks (EarlyStopping, TensorBoard, ModelCheckpoint), history, XLA
+(`jit_compile=True`) and `tf.distribute` for variational inference:
+
+- `SurrogatePosteriorModel(target_log_prob_fn, surrogate_posterior, ...)`
+  fits one surrogate, like `fit_surrogate_posterior`, without user data.
+- `VariationalModel` is the base for amortized models (VAE, IWAE): a subclass
+  returns, for a batch of data, the target (with the decoder inside) and the
+  surrogate (built from encoder outputs) in `variational_problem`.
+
+Every step draws a fresh stateless seed from a `keras.random.SeedGenerator`
+(saved with the model's weights) and folds the replica id into it, so each
+replica of a distributed step draws independent samples:
+
+```none
+seed[t, r] = fold_in(seed_generator.next(), r)     # r: replica id
+loss[t, r] = monte_carlo_variational_loss(..., seed=seed[t, r])
+grad[t]    = 1/R sum_r grad loss[t, r]              # all-reduced by the optimizer
+```
+
+This module needs Keras 3 with the TensorFlow backend.
+"""
+
+import keras
+import tensorflow as tf
+from tensorflow_probability.python.internal import samplers
+
+from tfp_vi_estimators import _validation
+from tfp_vi_estimators.csiszar import kl_reverse
+from tfp_vi_estimators.gradient_estimators import resolve_gradient_estimator
+from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
+
+__all__ = ["SurrogatePosteriorModel", "VariationalModel", "replica_seed"]
+
+
+def _check_keras():
+    major = int(keras.__version__.split(".")[0])
+    if major < 3 or keras.backend.backend() != "tensorflow":
+        raise ImportError(
+            "tfp_vi_estimators.keras needs Keras 3 with the TensorFlow backend; "
+            f"found Keras {keras.__version__} with the {keras.backend.backend()!r} "
+            "backend (set KERAS_BACKEND=tensorflow)."
+        )
+
+
+_check_keras()
+
+
+def replica_seed(seed):
+    """Folds the id of the current replica into a stateless seed.
+
+    ```none
+    replica_seed(seed) = fold_in(seed, replica_id_in_sync_group)
+    ```
+
+    Outside `strategy.run` (or with the default strategy) the replica id is 0,
+    so replica 0 of a distributed run draws what a single-device run draws.
+
+    Args:
+      seed: stateless seed, an integer `Tensor` of shape `[2]`.
+
+    Returns:
+      seed: an `int32` `Tensor` of shape `[2]`, distinct for each replica.
+    """
+    seed = samplers.sanitize_seed(seed)
+    context = tf.distribute.get_replica_context()
+    replica_id = 0 if context is None else context.replica_id_in_sync_group
+    return samplers.fold_in(seed, tf.cast(replica_id, tf.int32))
+
+
+class VariationalModel(keras.Model):
+    """A Keras model trained by minimizing a Monte Carlo variational loss.
+
+    Subclasses implement `variational_problem(data, training)`, returning the
+    target log-density and the surrogate posterior for a batch of `data`; the
+    loss is averaged over the batch with `reduce_loss`. For an amortized model
+    (VAE, IWAE) the surrogate is built from an encoder's outputs and the target
+    calls a decoder:
+
+    ```none
+    q(z | x)   = N(z; mu(x), diag(sigma(x)^2))             # encoder
+    log p(x, z) = log N(z; 0, I) + log Bernoulli(x; logits(z))  # decoder
+    loss(x)    = f(log 1/K sum_k p(x, z_k) / q(z_k | x)),   z_k ~ q(. | x)
+    ```
+
+    With `gradient_estimator=DOUBLY_REPARAMETERIZED` and K > 1 the encoder gets
+    the doubly reparameterized gradient and the decoder the exact IWAE
+    gradient. See `docs/keras.md` and `examples/vae_mnist.py`.
+
+    Args:
+      sample_size: positive integer, Monte Carlo draws per step. Default
+        value: `1`.
+      importance_sample_size: positive integer K, particles per draw.
+        Default value: `1`.
+      discrepancy_fn: Csiszar function in log space. Default value:
+        `kl_reverse`.
+      gradient_estimator: a `GradientEstimators` member or estimator object;
+        `None` chooses as `monte_carlo_variational_loss` does. Default value:
+        `None`.
+      seed: Python integer seeding the model's `SeedGenerator`, or `None` for
+        a random one. Default value: `None`.
+      **kwargs: passed to `keras.Model` (for example `name`).
+
+    Raises:
+      TypeError, ValueError: for a bad loss option, naming it.
+    """
+
+    def __init__(
+        self,
+        *,
+        sample_size=1,
+        importance_sample_size=1,
+        discrepancy_fn=kl_reverse,
+        gradient_estimator=None,
+        seed=None,
+        **kwargs,
+    ):
+        _validation.check_positive_integer("sample_size", sample_size)
+        _validation.check_positive_integer("importance_sample_size", importance_sample_size)
+        _validation.check_callable("discrepancy_fn", discrepancy_fn)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"`seed` must be None or a Python int; got {seed!r}.")
+        super().__init__(**kwargs)
+        self.sample_size = sample_size
+        self.importance_sample_size = importance_sample_size
+        self.discrepancy_fn = discrepancy_fn
+        self.gradient_estimator = gradient_estimator
+        self.seed_generator = keras.random.SeedGenerator(seed, name="step_seed")
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def variational_problem(self, data, training=False):
+        """Returns `(target_log_prob_fn, surrogate_posterior)` for a batch.
+
+        Args:
+          data: the batch given by `fit` / `evaluate` (whatever the dataset
+            yields).
+          training: Python bool, whether this is a training step.
+
+        Returns:
+          target_log_prob_fn: callable as for `monte_carlo_variational_loss`.
+          surrogate_posterior: a `tfp.distributions.Distribution`.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `variational_problem`."
+        )
+
+    def stopped_surrogate_posterior(self, data, surrogate_posterior):
+        """Optional stopped copy of the surrogate; `None` builds it automatically."""
+        return None
+
+    def reduce_loss(self, loss):
+        """Reduces the loss (shape `batch_shape`) to the scalar minimized."""
+        return tf.reduce_mean(loss)
+
+    def variational_loss(self, data, seed, training=False):
+        """The scalar loss for a batch of `data` with the stateless `seed`."""
+        target_log_prob_fn, surrogate_posterior = self.variational_problem(
+            data, training=training
+        )
+        estimator = resolve_gradient_estimator(
+            self.gradient_estimator, None, surrogate_posterior
+        )
+        loss = monte_carlo_variational_loss(
+            target_log_prob_fn,
+            surrogate_posterior,
+            sample_size=self.sample_size,
+            importance_sample_size=self.importance_sample_size,
+            discrepancy_fn=self.discrepancy_fn,
+            gradient_estimator=estimator,
+            stopped_surrogate_posterior=self.stopped_surrogate_posterior(
+                data, surrogate_posterior
+            ),
+            seed=seed,
+        )
+        return self.reduce_loss(loss)
+
+    def step_seed(self):
+        """This step's seed: the next from the `SeedGenerator`, per replica."""
+        # The generator's state is `[seed, step]` (int64 on TensorFlow); the
+        # cast keeps the low 32 bits, plenty for 2**31 steps.
+        return replica_seed(tf.cast(self.seed_generator.next(), tf.int32))
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss = self.variational_loss(data, self.step_seed(), training=True)
+            # The optimizer sums gradients over replicas: scale so the sum is
+            # the mean of the per-replica gradients, as Keras' own losses do.
+            scaled = loss / tf.cast(
+                tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype
+            )
+            if hasattr(self.optimizer, "scale_loss"):
+                scaled = self.optimizer.scale_loss(scaled)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        loss = self.variational_loss(data, self.step_seed(), training=False)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+
+class SurrogatePosteriorModel(VariationalModel):
+    """`fit_surrogate_posterior` as a Keras model: fit with `model.fit`.
+
+    The surrogate's `tf.Variable`s are adopted as Keras variables (the same
+    storage, not copies), so `model.trainable_variables`, the optimizer,
+    `save_weights` and `ModelCheckpoint` see them. No data is needed:
+
+    ```python
+    model = SurrogatePosteriorModel(target_log_prob_fn, surrogate_posterior,
+                                    gradient_estimator=DOUBLY_REPARAMETERIZED)
+    model.compile(keras.optimizers.Adam(0.05))
+    history = model.fit(epochs=10, steps_per_epoch=100)
+    ```
+
+    Each step minimizes `monte_carlo_variational_loss(target_log_prob_fn,
+    surrogate_posterior, **loss_options)`; a batch of losses (a batch of
+    independent fits) is summed, as `tfp.math.minimize` does.
+
+    Args:
+      target_log_prob_fn: Python callable, the unnormalized target
+        log-density.
+      surrogate_posterior: `tfp.distributions.Distribution` with trainable
+        `tf.Variable`s (create them inside `strategy.scope()` to distribute).
+      trainable_variables: optional list of `tf.Variable`s to train. Default
+        value: `None`, meaning `surrogate_posterior.trainable_variables` plus
+        those of `target_log_prob_fn` if it is a `tf.Module`.
+      stopped_surrogate_posterior: optional stopped copy of the surrogate;
+        built automatically when `None`.
+      **loss_options: `sample_size`, `importance_sample_size`,
+        `discrepancy_fn`, `gradient_estimator`, `seed` (see
+        `VariationalModel`), and `keras.Model` keywords such as `name`.
+
+    Raises:
+      TypeError, ValueError: for bad arguments, naming the argument.
+    """
+
+    def __init__(
+        self,
+        target_log_prob_fn,
+        surrogate_posterior,
+        *,
+        trainable_variables=None,
+        stopped_surrogate_posterior=None,
+        **loss_options,
+    ):
+        _validation.check_callable("target_log_prob_fn", target_log_prob_fn)
+        _validation.check_distribution("surrogate_posterior", surrogate_posterior)
+        _validation.check_stopped_surrogate(
+            surrogate_posterior, stopped_surrogate_posterior
+        )
+        if trainable_variables is None:
+            trainable_variables = list(surrogate_posterior.trainable_variables)
+            if isinstance(target_log_prob_fn, tf.Module):
+                trainable_variables += list(target_log_prob_fn.trainable_variables)
+        else:
+            trainable_variables = list(trainable_variables)
+            for v in trainable_variables:
+                if not isinstance(v, tf.Variable):
+                    raise TypeError(
+                        "`trainable_variables` must contain only tf.Variables; got "
+                        f"{v!r} of type {type(v).__name__}."
+                    )
+        if not trainable_variables:
+            raise ValueError(
+                "`surrogate_posterior` has no trainable variables; build it from "
+                "`tf.Variable`s or `tfp.util.TransformedVariable`s, or pass "
+                "`trainable_variables`."
+            )
+        gradient_estimator = loss_options.get("gradient_estimator")
+        resolve_gradient_estimator(gradient_estimator, None, surrogate_posterior)
+        super().__init__(**loss_options)
+        self.target_log_prob_fn = target_log_prob_fn
+        self.surrogate_posterior = surrogate_posterior
+        self._stopped_surrogate_posterior = stopped_surrogate_posterior
+        # keras.Variable adopts a tf.Variable it is given (same handle), so the
+        # optimizer's updates land in the distribution's own variables.
+        self.variational_variables = [
+            keras.Variable(v, name=_keras_name(v), trainable=True)
+            for v in _unique(trainable_variables)
+        ]
+        self.built = True
+
+    def variational_problem(self, data, training=False):
+        return self.target_log_prob_fn, self.surrogate_posterior
+
+    def stopped_surrogate_posterior(self, data, surrogate_posterior):
+        return self._stopped_surrogate_posterior
+
+    def reduce_loss(self, loss):
+        return tf.reduce_sum(loss)
+
+    def call(self, inputs=None, training=False):
+        """Draws one sample from the surrogate posterior."""
+        return self.surrogate_posterior.sample(seed=self.step_seed())
+
+    def fit(self, x=None, y=None, **kwargs):
+        """`keras.Model.fit`; without `x`, runs `steps_per_epoch` steps per epoch.
+
+        Raises:
+          ValueError: if neither `x` nor `steps_per_epoch` is given.
+        """
+        if x is None and y is None:
+            if kwargs.get("steps_per_epoch") is None:
+                raise ValueError(
+                    "`steps_per_epoch` is required when fitting without data: "
+                    "`model.fit(epochs=..., steps_per_epoch=...)`."
+                )
+            x = self.dummy_dataset()
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        """`keras.Model.evaluate`; without `x`, averages `steps` (default 1) losses."""
+        if x is None and y is None:
+            kwargs.setdefault("steps", 1)
+            x = self.dummy_dataset()
+        return super().evaluate(x, y, **kwargs)
+
+    def dummy_dataset(self):
+        """An endless dataset of zeros, one row per replica, for data-free fits."""
+        replicas = self.distribute_strategy.num_replicas_in_sync
+        return tf.data.Dataset.from_tensors(tf.zeros([replicas, 1])).repeat()
+
+
+def _keras_name(variable):
+    return variable.name.split(":")[0].replace("/", "_") or "variable"
+
+
+def _unique(variables):
+    seen = set()
+    unique = []
+    for v in variables:
+        ref = v.ref()
+        if ref not in seen:
+            seen.add(ref)
+            unique.append(v)
+    return unique
+
