@@ -61,7 +61,18 @@ def check_seed(value):
     if isinstance(value, numbers.Integral):
         return
     if isinstance(value, (list, tuple)):
-        value = np.asarray(value)
+        if len(value) != 2:
+            raise ValueError(
+                f"`seed` given as a sequence must be an integer pair; got {len(value)} "
+                "elements."
+            )
+        for part in value:
+            if isinstance(part, (bool, np.bool_)) or not (
+                isinstance(part, numbers.Integral)
+                or (tf.is_tensor(part) and part.dtype.is_integer)
+            ):
+                raise TypeError(f"`seed` must be an integer pair; got {value!r}.")
+        return
     if tf.is_tensor(value) or isinstance(value, np.ndarray):
         dtype = tf.as_dtype(value.dtype)
         shape = tuple(value.shape)

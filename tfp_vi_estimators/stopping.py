@@ -63,10 +63,14 @@ def _stop_value(value):
         return tf.stop_gradient(tf.convert_to_tensor(value))
     if isinstance(value, _PLAIN_TYPES):
         return value
+    # Plain containers: tf.Module wraps lists and dicts in trackable types
+    # whose constructors do not take iterables.
     if isinstance(value, dict):
-        return type(value)((k, _stop_value(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
-        return type(value)(_stop_value(v) for v in value)
+        return {k: _stop_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stop_value(v) for v in value]
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_stop_value(v) for v in value)
     raise _CannotStop(type(value).__name__)
 
 
