@@ -8,7 +8,7 @@ import tensorflow_probability as tfp
 
 from tfp_vi_estimators import _validation
 from tfp_vi_estimators.csiszar import kl_reverse
-from tfp_vi_estimators.estimators.base import LogDensities
+from tfp_vi_estimators.estimators.base import PARTIAL, LogDensities
 from tfp_vi_estimators.gradient_estimators import resolve_gradient_estimator
 from tfp_vi_estimators.stopping import stopped_log_prob_fn
 
@@ -174,7 +174,12 @@ def _draw(
             )
             return tf.reshape(log_prob, shape)
 
-    if estimator.reparameterized_samples:
+    non_reparameterized = None
+    if estimator.reparameterization == PARTIAL:
+        # One pass over the parts gives both the density and its discrete share.
+        drawn = surrogate.sample(sample_shape, seed=seed)
+        log_q, non_reparameterized = _split_log_prob(surrogate, drawn)
+    elif estimator.reparameterized_samples:
         # As tfp.vi: the density comes with the sample (no bijector inverses).
         drawn, log_q = surrogate.experimental_sample_and_log_prob(
             sample_shape, seed=seed
@@ -185,17 +190,16 @@ def _draw(
         )
         log_q = surrogate.log_prob(drawn)
     samples, state = estimator.prepare_samples(drawn)
-    stopped = tf.nest.map_structure(tf.stop_gradient, drawn)
     log_densities = LogDensities(
         target=None,
         surrogate=lambda: arrange(log_q),
         stopped_parameters=lambda: arrange(
             stopped_log_prob_fn(surrogate, stopped_surrogate)(samples)
         ),
-        stopped_sample=lambda: arrange(surrogate.log_prob(stopped)),
-        non_reparameterized=lambda: arrange(
-            _non_reparameterized_log_prob(surrogate, drawn)
+        stopped_sample=lambda: arrange(
+            surrogate.log_prob(tf.nest.map_structure(tf.stop_gradient, drawn))
         ),
+        non_reparameterized=lambda: arrange(non_reparameterized),
     )
     return samples, log_densities, arrange, state, log_q
 
@@ -226,8 +230,9 @@ def _draw_from_each_component(
     return samples, log_densities, (lambda log_prob: log_prob), state, log_prob_like
 
 
-def _non_reparameterized_log_prob(surrogate, samples):
-    """Sum of the log-prob parts of a JointDistribution that are not reparameterized."""
+def _split_log_prob(surrogate, samples):
+    """A JointDistribution's log-density, and the share of its parts that are
+    not reparameterized (live parameters and parents)."""
     kinds = tf.nest.flatten(surrogate.reparameterization_type)
     parts = tf.nest.flatten(surrogate.log_prob_parts(samples))
     discrete = [
@@ -235,7 +240,7 @@ def _non_reparameterized_log_prob(surrogate, samples):
         for part, kind in zip(parts, kinds, strict=True)
         if kind != tfp.distributions.FULLY_REPARAMETERIZED
     ]
-    return tf.add_n(discrete) if discrete else tf.zeros_like(parts[0])
+    return tf.add_n(parts), tf.add_n(discrete) if discrete else tf.zeros_like(parts[0])
 
 
 def _check_target_output(target_log_prob, log_prob_like):

@@ -44,7 +44,7 @@ class LogDensities:
       stopped_sample: `log q_phi(stop(z))`: gradient to the parameters only.
       non_reparameterized: the log-density of the parts of a
         `JointDistribution` surrogate that are not reparameterized, live
-        parameters and parents (zeros when every part is).
+        parameters and parents (for `PARTIAL` estimators only).
     """
 
     def __init__(self, target, **lazy):
