@@ -26,6 +26,7 @@ from tfp_vi_estimators.csiszar import (
     total_variation,
     triangular,
 )
+from tfp_vi_estimators.fitting import fit_surrogate_posterior
 from tfp_vi_estimators.gradient_estimators import GradientEstimators
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
@@ -40,6 +41,7 @@ __all__ = [
     "elbo_with_analytic_entropy",
     "elbo_with_analytic_kl",
     "estimators",
+    "fit_surrogate_posterior",
     "jeffreys",
     "jensen_shannon",
     "kl_forward",

@@ -118,7 +118,9 @@ class VariationalModel(keras.Model):
         **kwargs,
     ):
         _validation.check_positive_integer("sample_size", sample_size)
-        _validation.check_positive_integer("importance_sample_size", importance_sample_size)
+        _validation.check_positive_integer(
+            "importance_sample_size", importance_sample_size
+        )
         _validation.check_callable("discrepancy_fn", discrepancy_fn)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"`seed` must be None or a Python int; got {seed!r}.")
@@ -345,4 +347,3 @@ def _unique(variables):
             seen.add(ref)
             unique.append(v)
     return unique
-

@@ -1,0 +1,207 @@
+"""Keras 3 models: SurrogatePosteriorModel, VariationalModel and the VAE example."""
+
+import importlib.util
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+import tfp_vi_estimators as tve
+from tfp_vi_estimators.keras import (
+    SurrogatePosteriorModel,
+    VariationalModel,
+    replica_seed,
+)
+
+tfd = tfp.distributions
+tfb = tfp.bijectors
+GE = tve.GradientEstimators
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TARGET = tfd.MultivariateNormalDiag([1.0, 2.0, 3.0], [0.5, 1.0, 2.0])
+
+
+def _surrogate():
+    loc = tf.Variable([0.3, -0.2, 0.1], name="loc")
+    scale = tfp.util.TransformedVariable([1.0, 0.5, 2.0], tfb.Softplus(), name="scale")
+    return tfd.MultivariateNormalDiag(loc, scale), loc, scale
+
+
+def test_keras_3_with_tensorflow_backend():
+    assert keras.__version__.startswith("3.")
+    assert keras.backend.backend() == "tensorflow"
+
+
+def test_surrogate_variables_are_adopted_not_copied():
+    q, loc, scale = _surrogate()
+    model = SurrogatePosteriorModel(_TARGET.log_prob, q)
+    assert [v.path for v in model.trainable_variables] == ["loc", "scale"]
+    model.trainable_variables[0].assign([5.0, 5.0, 5.0])
+    np.testing.assert_array_equal(loc.numpy(), [5.0, 5.0, 5.0])
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fit_without_data_reaches_the_target(jit_compile):
+    q, _, _ = _surrogate()
+    model = SurrogatePosteriorModel(
+        _TARGET.log_prob, q, gradient_estimator=GE.DOUBLY_REPARAMETERIZED, seed=1
+    )
+    model.compile(keras.optimizers.Adam(0.05), jit_compile=jit_compile)
+    history = model.fit(epochs=3, steps_per_epoch=100, verbose=0)
+    assert len(history.history["loss"]) == 3
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    # The target is normalized, so the loss is KL(q || p); DR drives it to 0.
+    assert float(tfd.kl_divergence(q, _TARGET)) < 1e-3
+    assert abs(model.evaluate(verbose=0)) < 1e-2
+
+
+def test_callbacks_early_stopping_and_model_checkpoint(tmp_path):
+    q, loc, _ = _surrogate()
+    model = SurrogatePosteriorModel(
+        _TARGET.log_prob, q, gradient_estimator=GE.DOUBLY_REPARAMETERIZED, seed=2
+    )
+    model.compile(keras.optimizers.Adam(0.05))
+    path = str(tmp_path / "fit.weights.h5")
+    history = model.fit(
+        epochs=30,
+        steps_per_epoch=50,
+        verbose=0,
+        callbacks=[
+            keras.callbacks.EarlyStopping("loss", min_delta=1e-3, patience=1),
+            keras.callbacks.ModelCheckpoint(
+                path, monitor="loss", save_weights_only=True
+            ),
+        ],
+    )
+    assert len(history.history["loss"]) < 30  # stopped early
+    fitted = loc.numpy()
+
+    q2, loc2, _ = _surrogate()
+    restored = SurrogatePosteriorModel(_TARGET.log_prob, q2)
+    restored.load_weights(path)
+    np.testing.assert_array_equal(loc2.numpy(), fitted)
+
+
+def test_steps_are_seeded_by_the_seed_generator():
+    def losses(seed):
+        q, _, _ = _surrogate()
+        model = SurrogatePosteriorModel(_TARGET.log_prob, q, seed=seed)
+        model.compile(keras.optimizers.SGD(0.0))
+        return model.fit(epochs=2, steps_per_epoch=1, verbose=0).history["loss"]
+
+    first = losses(3)
+    assert first == losses(3)
+    assert first != losses(4)
+    assert first[0] != first[1]  # a fresh seed every step
+
+
+def test_replica_seed_is_identity_fold_in_outside_distribution():
+    from tensorflow_probability.python.internal import samplers
+
+    seed = tf.constant([3, 4])
+    np.testing.assert_array_equal(
+        replica_seed(seed), samplers.fold_in(seed, tf.constant(0))
+    )
+
+
+def test_fit_without_data_needs_steps_per_epoch():
+    q, _, _ = _surrogate()
+    model = SurrogatePosteriorModel(_TARGET.log_prob, q)
+    model.compile(keras.optimizers.Adam(0.05))
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        model.fit(epochs=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, argument",
+    [
+        (dict(target_log_prob_fn=None), TypeError, "target_log_prob_fn"),
+        (dict(surrogate_posterior=3), TypeError, "surrogate_posterior"),
+        (dict(sample_size=0), ValueError, "sample_size"),
+        (dict(importance_sample_size=1.5), TypeError, "importance_sample_size"),
+        (dict(discrepancy_fn="kl"), TypeError, "discrepancy_fn"),
+        (dict(gradient_estimator="x"), TypeError, "gradient_estimator"),
+        (dict(seed=(1, 2)), TypeError, "seed"),
+        (dict(trainable_variables=[1.0]), TypeError, "trainable_variables"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, error, argument):
+    q, _, _ = _surrogate()
+    kwargs = dict(
+        dict(target_log_prob_fn=_TARGET.log_prob, surrogate_posterior=q), **kwargs
+    )
+    with pytest.raises(error, match=argument):
+        SurrogatePosteriorModel(**kwargs)
+
+
+def test_no_trainable_variables_is_an_error():
+    with pytest.raises(ValueError, match="no trainable variables"):
+        SurrogatePosteriorModel(_TARGET.log_prob, tfd.Normal(0.0, 1.0))
+
+
+class _AmortizedGaussian(VariationalModel):
+    """x ~ N(z, 1), z ~ N(0, 1): the exact posterior is N(x / 2, 1 / 2)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = keras.layers.Dense(2)
+
+    def variational_problem(self, data, training=False):
+        out = self.encoder(data[:, None])
+        surrogate = tfd.Normal(out[:, 0], tf.nn.softplus(out[:, 1]))
+
+        def target_log_prob_fn(z):
+            return tfd.Normal(0.0, 1.0).log_prob(z) + tfd.Normal(z, 1.0).log_prob(data)
+
+        return target_log_prob_fn, surrogate
+
+
+@pytest.mark.parametrize(
+    "gradient_estimator, importance_sample_size",
+    [
+        (GE.DOUBLY_REPARAMETERIZED, 4),
+        pytest.param(GE.VIMCO, 4, marks=pytest.mark.slow),
+        pytest.param(GE.REPARAMETERIZATION, 1, marks=pytest.mark.slow),
+    ],
+)
+def test_amortized_model_learns_the_exact_posterior(
+    gradient_estimator, importance_sample_size
+):
+    x = np.random.default_rng(0).normal(scale=np.sqrt(2.0), size=512).astype(np.float32)
+    model = _AmortizedGaussian(
+        gradient_estimator=gradient_estimator,
+        importance_sample_size=importance_sample_size,
+        seed=0,
+    )
+    model.compile(keras.optimizers.Adam(0.05))
+    model.fit(x, batch_size=64, epochs=30, verbose=0, shuffle=False)
+    _, q = model.variational_problem(tf.constant([-2.0, 0.0, 2.0]))
+    # Exact posterior N(x / 2, 1 / 2); VIMCO's noisier gradient gets a wider margin.
+    tolerance = 0.15 if gradient_estimator is GE.VIMCO else 0.05
+    np.testing.assert_allclose(q.mean(), [-1.0, 0.0, 1.0], atol=tolerance)
+    np.testing.assert_allclose(q.stddev(), np.sqrt(0.5), atol=tolerance)
+
+
+def test_vae_example_runs_a_few_steps():
+    spec = importlib.util.spec_from_file_location(
+        "vae_mnist", os.path.join(REPO, "examples", "vae_mnist.py")
+    )
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    results = example.main(
+        [
+            "--epochs",
+            "1",
+            "--steps",
+            "3",
+            "--eval-importance-samples",
+            "2",
+            "--verbose",
+            "0",
+        ]
+    )
+    # 784 binary pixels: an untrained model scores around 784 log 2 = 543 nats.
+    assert 100 < results["train_loss"] < 800
+    assert results["test_negative_bound"] < results["test_loss"] + 50
