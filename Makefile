@@ -1,6 +1,7 @@
 # Developer tasks for tfp_vi_estimators.  Needs only python3 and make:
 # every target that runs code first builds ./.venv (see `venv`).
 #
+#   make report  set up the venv, then run the main job: the report (--quick) into ./report
 #   make demo    set up the venv, then fit one posterior with each estimator
 #   make test    set up the venv, then run the test suite (RUN_SLOW=1 adds slow tests)
 #   make lint    ruff check + ruff format --check
@@ -16,7 +17,7 @@ VPY    := $(VENV)/bin/python
 TF_CPP_MIN_LOG_LEVEL ?= 2
 export TF_CPP_MIN_LOG_LEVEL
 
-.PHONY: venv demo test lint docs bench clean
+.PHONY: venv report demo test lint docs bench clean
 
 # pyvenv.cfg is a real file written by `python -m venv` (bin/python is a symlink
 # whose mtime is the interpreter's), so a deleted and recreated venv is newer
@@ -32,6 +33,9 @@ $(STAMP): setup.py $(VENV)/pyvenv.cfg
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+report: venv
+	$(VPY) -m tfp_vi_estimators report --quick --out report
 
 demo: venv
 	$(VPY) -m tfp_vi_estimators demo

@@ -28,6 +28,7 @@ from tfp_vi_estimators.csiszar import (
 )
 from tfp_vi_estimators.fitting import fit_surrogate_posterior
 from tfp_vi_estimators.gradient_estimators import GradientEstimators
+from tfp_vi_estimators.marginal_likelihood import log_marginal_likelihood
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "jensen_shannon",
     "kl_forward",
     "kl_reverse",
+    "log_marginal_likelihood",
     "log1p_abs",
     "modified_gan",
     "monte_carlo_variational_loss",

@@ -5,7 +5,10 @@ import sys
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"demo": "tfp_vi_estimators.demo"}
+    commands = {
+        "demo": "tfp_vi_estimators.demo",
+        "report": "tfp_vi_estimators.report.cli",
+    }
     if not argv or argv[0] not in commands:
         print(
             "usage: python -m tfp_vi_estimators {" + ",".join(commands) + "} [options]",
