@@ -128,12 +128,14 @@ def supported_by_tfp(estimator, k):
     return True
 
 
-def run(rounds, steps):
+def run(rounds, steps, max_configs=None, estimators=tuple(GE)):
+    """Rows of the speed table; `max_configs` / `estimators` trim it (tests)."""
     rows = []
-    configs = [(GaussianProblem(), 256, 1), (GaussianProblem(), 32, 16)]
-    configs += [(DecoderProblem(), 256, 1), (DecoderProblem(), 32, 16)]
-    for problem, sample_size, k in configs:
-        for estimator in GE:
+    configs = [(GaussianProblem, 256, 1), (GaussianProblem, 32, 16)]
+    configs += [(DecoderProblem, 256, 1), (DecoderProblem, 32, 16)]
+    for make_problem, sample_size, k in configs[:max_configs]:
+        problem = make_problem()
+        for estimator in estimators:
             if estimator == GE.VIMCO and k == 1:
                 continue
             ours = make_step(problem, tve, estimator, sample_size, k)
