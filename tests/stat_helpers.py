@@ -10,6 +10,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vi_estimators.problems import (  # noqa: F401 - re-exported to the tests
+    LIKELIHOOD_SCALE,
+    X_OBSERVED,
+    DecoderProblem,
+)
+
 tfd = tfp.distributions
 
 # Tolerance, in standard errors, for mean-gradient comparisons. Under the null
@@ -17,62 +23,6 @@ tfd = tfp.distributions
 # about 7e-6, so even across the few hundred comparisons of the whole suite the
 # chance of a false failure stays below 1e-3 (Bonferroni).
 Z_TOLERANCE = 4.5
-
-X_OBSERVED = 1.5
-LIKELIHOOD_SCALE = 0.8
-
-
-class DecoderProblem:
-    """z ~ N(0, 1), x | z ~ N(theta z, 0.8^2), x = 1.5; q = N(m, s^2).
-
-    theta is a model ("decoder") parameter inside the target; m and log s are
-    the surrogate's parameters. All are batch-shaped `[num_draws]`.
-    """
-
-    def __init__(self, num_draws, dtype=tf.float64, loc=0.2, scale=0.6, theta=1.3):
-        self.dtype = dtype
-        self.loc = tf.Variable(
-            tf.fill([num_draws], tf.constant(loc, dtype)), name="loc"
-        )
-        self.log_scale = tf.Variable(
-            tf.fill([num_draws], tf.constant(np.log(scale), dtype)), name="log_scale"
-        )
-        self.theta = tf.Variable(
-            tf.fill([num_draws], tf.constant(theta, dtype)), name="theta"
-        )
-        self.surrogate = tfd.Normal(
-            self.loc, tfp.util.DeferredTensor(self.log_scale, tf.exp)
-        )
-
-    @property
-    def variables(self):
-        return [self.loc, self.log_scale, self.theta]
-
-    def stopped_surrogate(self):
-        return tfd.Normal(
-            tf.stop_gradient(self.loc), tf.stop_gradient(tf.exp(self.log_scale))
-        )
-
-    def target_log_prob(self, z):
-        prior = tfd.Normal(tf.constant(0.0, self.dtype), 1.0).log_prob(z)
-        likelihood = tfd.Normal(self.theta * z, LIKELIHOOD_SCALE).log_prob(
-            tf.constant(X_OBSERVED, self.dtype)
-        )
-        return prior + likelihood
-
-    def negative_elbo(self):
-        """Closed-form negative ELBO (K = 1, kl_reverse), per batch member."""
-        m, s, th = self.loc, tf.exp(self.log_scale), self.theta
-        half_log_2pi = 0.5 * np.log(2 * np.pi)
-        prior = -half_log_2pi - 0.5 * (m**2 + s**2)
-        sx2 = LIKELIHOOD_SCALE**2
-        likelihood = (
-            -half_log_2pi
-            - np.log(LIKELIHOOD_SCALE)
-            - 0.5 * ((X_OBSERVED - th * m) ** 2 + th**2 * s**2) / sx2
-        )
-        entropy = 0.5 * np.log(2 * np.pi * np.e) + tf.math.log(s)
-        return -(prior + likelihood + entropy)
 
 
 def per_draw_gradients(loss_fn, variables):

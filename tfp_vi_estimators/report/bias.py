@@ -29,6 +29,7 @@ import tensorflow_probability as tfp
 
 from tfp_vi_estimators import csiszar
 from tfp_vi_estimators.gradient_estimators import GradientEstimators as GE
+from tfp_vi_estimators.problems import LIKELIHOOD_SCALE, X_OBSERVED, DecoderProblem
 from tfp_vi_estimators.report._common import SectionResult, fmt
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
@@ -43,41 +44,6 @@ DISCREPANCIES = {
     "jensen_shannon": csiszar.jensen_shannon,
     "amari_alpha(0.5)": functools.partial(csiszar.amari_alpha, alpha=0.5),
 }
-X_OBSERVED = 1.5
-LIKELIHOOD_SCALE = 0.8
-
-
-class DecoderProblem:
-    """Batch-shaped parameters: one independent gradient draw per member."""
-
-    def __init__(self, num_draws, loc=0.2, scale=0.6, theta=1.3):
-        dtype = tf.float64
-        self.loc = tf.Variable(tf.fill([num_draws], tf.constant(loc, dtype)), name="m")
-        self.log_scale = tf.Variable(
-            tf.fill([num_draws], tf.constant(np.log(scale), dtype)), name="log_s"
-        )
-        self.theta = tf.Variable(
-            tf.fill([num_draws], tf.constant(theta, dtype)), name="theta"
-        )
-        self.surrogate = tfd.Normal(
-            self.loc, tfp.util.DeferredTensor(self.log_scale, tf.exp)
-        )
-
-    @property
-    def variables(self):
-        return [self.loc, self.log_scale, self.theta]
-
-    def stopped_surrogate(self):
-        return tfd.Normal(
-            tf.stop_gradient(self.loc), tf.stop_gradient(tf.exp(self.log_scale))
-        )
-
-    def target_log_prob(self, z):
-        prior = tfd.Normal(tf.constant(0.0, tf.float64), 1.0).log_prob(z)
-        likelihood = tfd.Normal(self.theta * z, LIKELIHOOD_SCALE).log_prob(
-            tf.constant(X_OBSERVED, tf.float64)
-        )
-        return prior + likelihood
 
 
 def per_draw_gradients(problem, implementation, k, discrepancy_fn, seed):
@@ -182,7 +148,13 @@ def run(settings, progress, out_dir):
     summary = [("largest abs z (bias)", f"ours {max_ours:.1f}, tfp.vi {max_tfp:.1f}")]
     data = dict(
         num_draws=num_draws,
-        model=dict(loc=0.2, scale=0.6, theta=1.3, x=X_OBSERVED, likelihood_scale=0.8),
+        model=dict(
+            loc=0.2,
+            scale=0.6,
+            theta=1.3,
+            x=X_OBSERVED,
+            likelihood_scale=LIKELIHOOD_SCALE,
+        ),
         rows=rows,
         max_abs_z_ours=max_ours,
         max_abs_z_tfp=max_tfp,
