@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 from stat_helpers import (
     LIKELIHOOD_SCALE,
     X_OBSERVED,
@@ -62,12 +63,12 @@ def test_refuses_discrete_surrogate():
         (dict(sample_size=0), ValueError, "sample_size"),
     ],
 )
-def test_bad_arguments(kwargs, error, match):
+@mode_parameter
+def test_bad_arguments(kwargs, error, match, mode):
     args = dict(
         log_likelihood_fn=tfd.Normal(0.0, 1.0).log_prob,
         prior=tfd.Normal(0.0, 1.0),
         surrogate_posterior=tfd.Normal(tf.Variable(0.0), 1.0),
     )
     args.update(kwargs)
-    with pytest.raises(error, match=match):
-        tve.elbo_with_analytic_kl(**args)
+    assert_raises(mode, lambda: tve.elbo_with_analytic_kl(**args), error, match)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators import diagnostics, problems
@@ -82,10 +83,10 @@ def test_compare_estimators_table_shows_path_derivative_advantage():
         (dict(seed="x"), TypeError, "seed"),
     ],
 )
-def test_bad_arguments(kwargs, error, match):
+@mode_parameter
+def test_bad_arguments(kwargs, error, match, mode):
     args = dict(
         loss_fn=lambda s: tf.constant(0.0), variables=[tf.Variable(1.0)], num_draws=4
     )
     args.update(kwargs)
-    with pytest.raises(error, match=match):
-        diagnostics.gradient_moments(**args)
+    assert_raises(mode, lambda: diagnostics.gradient_moments(**args), error, match)

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
+from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators.fitting import (
@@ -347,10 +348,10 @@ _GOOD = dict(
         ),
     ],
 )
-def test_bad_arguments_name_the_argument(override, error, argument):
+@mode_parameter
+def test_bad_arguments_name_the_argument(override, error, argument, mode):
     q = _surrogate()
     kwargs = dict(_GOOD, surrogate_posterior=q)
     kwargs.update(override)
-    with pytest.raises(error, match=argument):
-        fit_surrogate_posterior(**kwargs)
+    assert_raises(mode, lambda: fit_surrogate_posterior(**kwargs), error, argument)
     np.testing.assert_array_equal(q.mean(), np.float32([0.3, -0.2, 0.1]))

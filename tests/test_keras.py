@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators.keras import (
@@ -127,13 +128,13 @@ def test_fit_without_data_needs_steps_per_epoch():
         (dict(trainable_variables=[1.0]), TypeError, "trainable_variables"),
     ],
 )
-def test_bad_arguments_name_the_argument(kwargs, error, argument):
+@mode_parameter
+def test_bad_arguments_name_the_argument(kwargs, error, argument, mode):
     q, _, _ = _surrogate()
     kwargs = dict(
         dict(target_log_prob_fn=_TARGET.log_prob, surrogate_posterior=q), **kwargs
     )
-    with pytest.raises(error, match=argument):
-        SurrogatePosteriorModel(**kwargs)
+    assert_raises(mode, lambda: SurrogatePosteriorModel(**kwargs), error, argument)
 
 
 def test_no_trainable_variables_is_an_error():

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 from stat_helpers import Z_TOLERANCE
 
 from tfp_vi_estimators.marginal_likelihood import log_marginal_likelihood
@@ -171,13 +172,26 @@ def test_float32_and_structured_surrogate():
         (dict(num_samples=10, seed=(1, 2, 3)), ValueError, "seed"),
     ],
 )
-def test_bad_arguments(kwargs, error, match):
-    with pytest.raises(error, match=match):
-        log_marginal_likelihood(_target(), _posterior(), **kwargs)
+@mode_parameter
+def test_bad_arguments(kwargs, error, match, mode):
+    target, posterior = _target(), _posterior()
+    assert_raises(
+        mode, lambda: log_marginal_likelihood(target, posterior, **kwargs), error, match
+    )
 
 
-def test_bad_callables():
-    with pytest.raises(TypeError, match="target_log_prob_fn"):
-        log_marginal_likelihood(None, _posterior(), 10)
-    with pytest.raises(TypeError, match="surrogate_posterior"):
-        log_marginal_likelihood(_target(), "q", 10)
+@mode_parameter
+def test_bad_callables(mode):
+    posterior, target = _posterior(), _target()
+    assert_raises(
+        mode,
+        lambda: log_marginal_likelihood(None, posterior, 10),
+        TypeError,
+        "target_log_prob_fn",
+    )
+    assert_raises(
+        mode,
+        lambda: log_marginal_likelihood(target, "q", 10),
+        TypeError,
+        "surrogate_posterior",
+    )

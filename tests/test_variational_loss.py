@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators as tve
 
@@ -369,6 +370,34 @@ BAD_INPUTS = [
         ValueError,
         "stopped_surrogate_posterior",
     ),
+    (
+        "stopped_structure",
+        dict(
+            stopped_surrogate_posterior=tfd.JointDistributionSequential(
+                [tfd.Normal(0.0, 1.0)]
+            )
+        ),
+        ValueError,
+        "stopped_surrogate_posterior.*structure",
+    ),
+    (
+        "stopped_batch_shape",
+        dict(stopped_surrogate_posterior=tfd.Normal([0.0, 0.0], 1.0)),
+        ValueError,
+        "stopped_surrogate_posterior.*batch_shape",
+    ),
+    (
+        "stopped_dtype",
+        dict(stopped_surrogate_posterior=tfd.Normal(tf.constant(0.0, tf.float64), 1.0)),
+        ValueError,
+        "stopped_surrogate_posterior.*dtype",
+    ),
+    (
+        "stopped_discrete",
+        dict(stopped_surrogate_posterior=tfd.Poisson(1.0)),
+        ValueError,
+        "stopped_surrogate_posterior.*reparameterization_type",
+    ),
     ("seed_float", dict(seed=1.5), TypeError, "seed"),
     ("seed_wrong_shape", dict(seed=(1, 2, 3)), ValueError, "seed"),
     ("seed_string", dict(seed="abc"), TypeError, "seed"),
@@ -388,7 +417,7 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("mode", ["eager", "function"])
+@mode_parameter
 @pytest.mark.parametrize("bad", BAD_INPUTS, ids=lambda b: b[0])
 def test_bad_input_raises_clear_error(bad, mode):
     _, overrides, error, argument = bad
@@ -400,13 +429,9 @@ def test_bad_input_raises_clear_error(bad, mode):
         else []
     )
 
-    def call():
-        return tve.monte_carlo_variational_loss(**args)
-
-    if mode == "function":
-        call = tf.function(call)
-    with pytest.raises(error, match=argument):
-        call()
+    assert_raises(
+        mode, lambda: tve.monte_carlo_variational_loss(**args), error, argument
+    )
     if before:
         after = [v.numpy() for v in args["surrogate_posterior"].trainable_variables]
         np.testing.assert_array_equal(before, after)

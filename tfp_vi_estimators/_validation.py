@@ -94,24 +94,32 @@ def check_name(value):
 
 
 def check_stopped_surrogate(surrogate_posterior, stopped_surrogate_posterior):
-    """The stopped copy must have the surrogate's structure and event shapes."""
+    """The stopped copy must match the surrogate: structure, shapes, dtypes, family.
+
+    It is scored at the surrogate's samples, so a different event shape or
+    dtype would fail deep inside the estimator, a different batch shape would
+    broadcast silently into a wrong loss and a different kind of distribution
+    (say discrete for continuous) would score the samples as -inf or NaN.
+    """
     if stopped_surrogate_posterior is None:
         return
     check_distribution("stopped_surrogate_posterior", stopped_surrogate_posterior)
-    expected = surrogate_posterior.event_shape
-    given = stopped_surrogate_posterior.event_shape
+    for what in ("event_shape", "batch_shape", "dtype", "reparameterization_type"):
+        expected = getattr(surrogate_posterior, what)
+        given = getattr(stopped_surrogate_posterior, what)
+        if not _same_nested(expected, given):
+            raise ValueError(
+                f"`stopped_surrogate_posterior` must have the {what} (and structure) "
+                f"of `surrogate_posterior`: expected {expected}, got {given}."
+            )
+
+
+def _same_nested(expected, given):
     try:
         tf.nest.assert_same_structure(expected, given)
-        same = all(
-            a.is_compatible_with(b)
-            for a, b in zip(
-                tf.nest.flatten(expected), tf.nest.flatten(given), strict=True
-            )
-        )
     except (ValueError, TypeError):
-        same = False
-    if not same:
-        raise ValueError(
-            "`stopped_surrogate_posterior` must have the structure and event shape "
-            f"of `surrogate_posterior`: expected {expected}, got {given}."
-        )
+        return False
+    return all(
+        a.is_compatible_with(b) if isinstance(a, tf.TensorShape) else a == b
+        for a, b in zip(tf.nest.flatten(expected), tf.nest.flatten(given), strict=True)
+    )

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
+from modes import assert_raises, mode_parameter
 
 from tfp_vi_estimators.distributions import AVFMultivariateNormal, OMTMultivariateNormal
 
@@ -165,6 +166,11 @@ def test_unbatched_control_var_broadcasts_over_batch(cos_problem):
         (np.zeros([2, 1, 3], np.float32), TypeError, "share one floating dtype"),
     ],
 )
-def test_constructor_rejects_bad_control_var(control_var, error, match):
-    with pytest.raises(error, match=match):
-        AVFMultivariateNormal(np.zeros(3), np.eye(3), control_var)
+@mode_parameter
+def test_constructor_rejects_bad_control_var(control_var, error, match, mode):
+    assert_raises(
+        mode,
+        lambda: AVFMultivariateNormal(np.zeros(3), np.eye(3), control_var),
+        error,
+        match,
+    )

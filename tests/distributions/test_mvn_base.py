@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators
 from tfp_vi_estimators.distributions import AVFMultivariateNormal, OMTMultivariateNormal
@@ -127,12 +128,14 @@ def test_copy_parameters_slicing_and_tf_function_argument(make):
         (np.zeros(3, np.float32), SCALE_TRIL, TypeError, "`loc` is float32"),
     ],
 )
-def test_constructor_rejects_bad_arguments(make, loc, scale_tril, error, match):
-    with pytest.raises(error, match=match):
+@mode_parameter
+def test_constructor_rejects_bad_arguments(make, loc, scale_tril, error, match, mode):
+    def construct():
         if make is _avf:
-            AVFMultivariateNormal(loc, scale_tril, np.zeros([2, 1, 3]))
-        else:
-            OMTMultivariateNormal(loc, scale_tril)
+            return AVFMultivariateNormal(loc, scale_tril, np.zeros([2, 1, 3]))
+        return OMTMultivariateNormal(loc, scale_tril)
+
+    assert_raises(mode, construct, error, match)
 
 
 # --- Inside the library's variational loss -----------------------------------

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 import tf_keras
+from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators
 from tfp_vi_estimators.distributions import (
@@ -249,9 +250,9 @@ def test_copy_parameters_batch_shape_and_slicing():
         (dict(temperature="hot", logits=[0.0, 1.0]), TypeError, "`temperature`"),
     ],
 )
-def test_constructor_rejects_bad_arguments(cls, kwargs, error, match):
-    with pytest.raises(error, match=match):
-        cls(**kwargs)
+@mode_parameter
+def test_constructor_rejects_bad_arguments(cls, kwargs, error, match, mode):
+    assert_raises(mode, lambda: cls(**kwargs), error, match)
 
 
 def test_categorical_rejects_scalar_logits():

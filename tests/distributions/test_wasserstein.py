@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 
 from tfp_vi_estimators.distributions import (
     AVFMultivariateNormal,
@@ -221,6 +222,6 @@ def test_works_under_xla():
         ),
     ],
 )
-def test_rejects_bad_arguments(a, b, error, match):
-    with pytest.raises(error, match=match):
-        wasserstein2_squared(a, b)
+@mode_parameter
+def test_rejects_bad_arguments(a, b, error, match, mode):
+    assert_raises(mode, lambda: wasserstein2_squared(a, b), error, match)

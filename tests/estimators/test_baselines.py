@@ -8,6 +8,7 @@ problem) in the same run. Unbiasedness tolerances are in standard errors
 import numpy as np
 import pytest
 import tensorflow as tf
+from modes import assert_raises, mode_parameter
 from stat_helpers import (
     Z_TOLERANCE,
     DecoderProblem,
@@ -134,12 +135,15 @@ def test_callable_baseline_is_trained_towards_the_loss():
         (dict(baseline="moving_average", decay="0.9"), TypeError),
     ],
 )
-def test_bad_baseline_arguments(kwargs, error):
-    with pytest.raises(error, match="baseline|decay"):
-        estimators.ScoreFunction(**kwargs)
+@mode_parameter
+def test_bad_baseline_arguments(kwargs, error, mode):
+    assert_raises(
+        mode, lambda: estimators.ScoreFunction(**kwargs), error, "baseline|decay"
+    )
 
 
-def test_leave_one_out_needs_two_draws():
+@mode_parameter
+def test_leave_one_out_needs_two_draws(mode):
     problem = DecoderProblem(4)
-    with pytest.raises(ValueError, match="sample_size"):
-        _loss(problem, estimators.ScoreFunction("leave_one_out"), sample_size=1)()
+    loss = _loss(problem, estimators.ScoreFunction("leave_one_out"), sample_size=1)
+    assert_raises(mode, loss, ValueError, "sample_size")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 from stat_helpers import (
     Z_TOLERANCE,
     DecoderProblem,
@@ -239,6 +240,11 @@ def test_partial_score_weight_is_unbiased():
 @pytest.mark.parametrize(
     "score_weight,error", [(1.5, ValueError), (-0.1, ValueError), ("1", TypeError)]
 )
-def test_score_weight_must_be_in_unit_interval(score_weight, error):
-    with pytest.raises(error, match="score_weight"):
-        estimators.DoublyReparameterized(score_weight=score_weight)
+@mode_parameter
+def test_score_weight_must_be_in_unit_interval(score_weight, error, mode):
+    assert_raises(
+        mode,
+        lambda: estimators.DoublyReparameterized(score_weight=score_weight),
+        error,
+        "score_weight",
+    )

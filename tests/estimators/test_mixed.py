@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 from stat_helpers import Z_TOLERANCE, per_draw_gradients, z_scores
 
 import tfp_vi_estimators as tve
@@ -105,10 +106,18 @@ def test_mixed_surrogate_dispatches_to_mixed_estimator(member):
     )
 
 
-def test_explicit_full_reparameterization_object_is_refused_with_alternatives():
+@mode_parameter
+def test_explicit_full_reparameterization_object_is_refused_with_alternatives(mode):
     q = MixedProblem(1).surrogate
-    with pytest.raises(ValueError, match="MixedReparameterization"):
-        resolve_gradient_estimator(estimators.Reparameterization(), None, q)
+
+    def call():
+        return tve.monte_carlo_variational_loss(
+            lambda z: tf.zeros([1]),
+            q,
+            gradient_estimator=estimators.Reparameterization(),
+        )
+
+    assert_raises(mode, call, ValueError, "MixedReparameterization")
 
 
 def test_all_discrete_joint_falls_back_to_score_function_with_warning():
