@@ -185,6 +185,85 @@ def test_amortized_model_learns_the_exact_posterior(
     np.testing.assert_allclose(q.stddev(), np.sqrt(0.5), atol=tolerance)
 
 
+@pytest.fixture
+def mixed_float16():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    yield
+    keras.config.set_dtype_policy(previous)
+
+
+class _LinearGaussianVAE(VariationalModel):
+    """x ~ N(w z + b, 1), z ~ N(0, 1): a decoder computing in the layers' dtype.
+
+    Under `mixed_float16` the encoder's outputs and the whole target are
+    float16; the maximum-likelihood decoder is |w| = sqrt(var(x) - 1),
+    b = mean(x), and the Gaussian surrogate contains the exact posterior, so
+    the IWAE bound is tight there.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = keras.layers.Dense(2)
+        self.decoder = keras.layers.Dense(1)
+
+    def variational_problem(self, data, training=False):
+        out = self.encoder(data[:, None])
+        surrogate = tfd.Normal(out[:, 0], tf.nn.softplus(out[:, 1]))
+
+        def target_log_prob_fn(z):
+            loc = self.decoder(z[..., None])[..., 0]
+            one = tf.ones([], loc.dtype)
+            return tfd.Normal(0.0 * one, one).log_prob(
+                tf.cast(z, loc.dtype)
+            ) + tfd.Normal(loc, one).log_prob(tf.cast(data, loc.dtype))
+
+        return target_log_prob_fn, surrogate
+
+
+def test_mixed_float16_loss_is_float32_and_training_works(mixed_float16):
+    x = np.random.default_rng(0).normal(scale=np.sqrt(2.0), size=512).astype(np.float32)
+    model = _LinearGaussianVAE(
+        gradient_estimator=GE.DOUBLY_REPARAMETERIZED, importance_sample_size=4, seed=0
+    )
+    model.compile(keras.optimizers.Adam(0.05))
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    target, q = model.variational_problem(tf.constant(x[:8]))
+    assert q.dtype == tf.float16 and target(q.sample(seed=(1, 1))).dtype == tf.float16
+    loss = model.variational_loss(tf.constant(x[:64]), tf.constant([1, 2]))
+    assert loss.dtype == tf.float32
+
+    history = model.fit(x, batch_size=64, epochs=30, verbose=0, shuffle=False)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    np.testing.assert_allclose(
+        abs(model.decoder.kernel.numpy().item()), np.sqrt(x.var() - 1.0), atol=0.05
+    )
+    np.testing.assert_allclose(model.decoder.bias.numpy().item(), x.mean(), atol=0.05)
+
+
+class _HalfPrecisionJointWithLambda(VariationalModel):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = keras.layers.Dense(1)
+
+    def variational_problem(self, data, training=False):
+        loc = self.encoder(data[:, None])[:, 0]
+        surrogate = tfd.JointDistributionSequential(
+            [
+                tfd.Normal(loc, tf.ones([], loc.dtype)),
+                lambda z: tfd.Normal(z, z * 0 + 1),
+            ]
+        )
+        return (lambda z, y: tf.zeros_like(z)), surrogate
+
+
+def test_mixed_float16_surrogate_that_cannot_be_cast_is_a_clear_error(mixed_float16):
+    model = _HalfPrecisionJointWithLambda(seed=0)
+    with pytest.raises(ValueError, match="float16.*dtype='float32'"):
+        model.variational_loss(tf.constant([1.0, 2.0]), tf.constant([1, 2]))
+
+
 def test_vae_example_runs_a_few_steps():
     spec = importlib.util.spec_from_file_location(
         "vae_mnist", os.path.join(REPO, "examples", "vae_mnist.py")

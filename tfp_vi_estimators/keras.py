@@ -23,11 +23,14 @@ grad[t]    = 1/R sum_r grad loss[t, r]              # all-reduced by the optimiz
 This module needs Keras 3 with the TensorFlow backend.
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 from tensorflow_probability.python.internal import samplers
 
 from tfp_vi_estimators import _validation
+from tfp_vi_estimators._copying import CannotCopy, map_tensor_parameters
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.gradient_estimators import resolve_gradient_estimator
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
@@ -157,23 +160,36 @@ class VariationalModel(keras.Model):
         return tf.reduce_mean(loss)
 
     def variational_loss(self, data, seed, training=False):
-        """The scalar loss for a batch of `data` with the stateless `seed`."""
+        """The scalar loss for a batch of `data` with the stateless `seed`.
+
+        Under a mixed-precision policy (`mixed_float16`, `mixed_bfloat16`) the
+        layers compute in 16 bits, but the loss is computed in float32, as
+        Keras computes its own losses: a surrogate built from 16-bit encoder
+        outputs is rebuilt with float32 parameters (gradients flow through the
+        casts) and a 16-bit target log-density is cast to float32.
+        """
         target_log_prob_fn, surrogate_posterior = self.variational_problem(
             data, training=training
         )
+        surrogate_posterior = _in_float32(surrogate_posterior, "surrogate_posterior")
+        stopped_surrogate_posterior = self.stopped_surrogate_posterior(
+            data, surrogate_posterior
+        )
+        if stopped_surrogate_posterior is not None:
+            stopped_surrogate_posterior = _in_float32(
+                stopped_surrogate_posterior, "stopped_surrogate_posterior"
+            )
         estimator = resolve_gradient_estimator(
             self.gradient_estimator, None, surrogate_posterior
         )
         loss = monte_carlo_variational_loss(
-            target_log_prob_fn,
+            _float32_log_prob(target_log_prob_fn),
             surrogate_posterior,
             sample_size=self.sample_size,
             importance_sample_size=self.importance_sample_size,
             discrepancy_fn=self.discrepancy_fn,
             gradient_estimator=estimator,
-            stopped_surrogate_posterior=self.stopped_surrogate_posterior(
-                data, surrogate_posterior
-            ),
+            stopped_surrogate_posterior=stopped_surrogate_posterior,
             seed=seed,
         )
         return self.reduce_loss(loss)
@@ -332,6 +348,40 @@ class SurrogatePosteriorModel(VariationalModel):
         """An endless dataset of zeros, one row per replica, for data-free fits."""
         replicas = self.distribute_strategy.num_replicas_in_sync
         return tf.data.Dataset.from_tensors(tf.zeros([replicas, 1])).repeat()
+
+
+_HALF_DTYPES = (tf.float16, tf.bfloat16)
+
+
+def _to_float32(tensor):
+    return tf.cast(tensor, tf.float32) if tensor.dtype in _HALF_DTYPES else tensor
+
+
+def _in_float32(distribution, argument):
+    """`distribution` itself, or, if any part is 16-bit float, a float32 copy."""
+    if not any(
+        tf.as_dtype(d) in _HALF_DTYPES for d in tf.nest.flatten(distribution.dtype)
+    ):
+        return distribution
+    try:
+        return map_tensor_parameters(distribution, _to_float32)
+    except CannotCopy as e:
+        raise ValueError(
+            f"The `{argument}` returned for this batch is {distribution.dtype} "
+            "(a mixed-precision policy?) and cannot be rebuilt in float32 "
+            f"automatically (cannot copy {e}); build it from float32 tensors: give "
+            "the encoder's output layer `dtype='float32'` or `tf.cast` its "
+            "outputs."
+        ) from None
+
+
+def _float32_log_prob(target_log_prob_fn):
+    # `wraps` keeps the signature, so the loss still sees whether it takes `seed`.
+    @functools.wraps(target_log_prob_fn)
+    def target_in_float32(*args, **kwargs):
+        return tf.nest.map_structure(_to_float32, target_log_prob_fn(*args, **kwargs))
+
+    return target_in_float32
 
 
 def _keras_name(variable):

@@ -26,60 +26,18 @@ surrogate by hand; here it is built for any surrogate:
    the gradient around `z`.
 """
 
-import numbers
-
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vi_estimators._copying import CannotCopy, map_tensor_parameters
+
 tfd = tfp.distributions
-tfb = tfp.bijectors
 
 __all__ = ["stopped_copy", "stopped_log_prob_fn"]
 
 
-class _CannotStop(Exception):
-    """A parameter that a copy cannot stop (a callable, a network, ...)."""
-
-
-_PLAIN_TYPES = (
-    numbers.Number,
-    np.ndarray,
-    np.generic,
-    str,
-    bytes,
-    type(None),
-    tf.dtypes.DType,
-    tf.TensorShape,
-)
-
-
-def _stop_value(value):
-    if isinstance(value, (tfd.Distribution, tfb.Bijector)):
-        return _stopped_copy(value)
-    if isinstance(value, tf.Variable) or tf.is_tensor(value):
-        return tf.stop_gradient(tf.convert_to_tensor(value))
-    if isinstance(value, tfp.util.DeferredTensor):
-        return tf.stop_gradient(tf.convert_to_tensor(value))
-    if isinstance(value, _PLAIN_TYPES):
-        return value
-    # Plain containers: tf.Module wraps lists and dicts in trackable types
-    # whose constructors do not take iterables.
-    if isinstance(value, dict):
-        return {k: _stop_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_stop_value(v) for v in value]
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        return tuple(_stop_value(v) for v in value)
-    raise _CannotStop(type(value).__name__)
-
-
-def _stopped_copy(obj):
-    overrides = {k: _stop_value(v) for k, v in obj.parameters.items()}
-    try:
-        return type(obj)(**overrides)
-    except Exception as e:  # a class whose `parameters` do not round-trip
-        raise _CannotStop(f"{type(obj).__name__}: {e}") from e
+def _stopped_copy(distribution):
+    return map_tensor_parameters(distribution, tf.stop_gradient)
 
 
 def stopped_copy(distribution):
@@ -106,7 +64,7 @@ def stopped_copy(distribution):
         )
     try:
         return _stopped_copy(distribution)
-    except _CannotStop as e:
+    except CannotCopy as e:
         raise ValueError(
             f"Cannot build a stopped copy of {distribution.name!r}: parameter of "
             f"type {e} cannot be stopped by copying."
@@ -135,7 +93,7 @@ def stopped_log_prob_fn(surrogate_posterior, stopped_surrogate_posterior=None):
         return stopped_surrogate_posterior.log_prob
     try:
         return _stopped_copy(surrogate_posterior).log_prob
-    except _CannotStop:
+    except CannotCopy:
         return lambda value: _log_prob_with_sample_gradient_only(
             surrogate_posterior, value
         )

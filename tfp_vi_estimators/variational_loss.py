@@ -297,7 +297,7 @@ def _call_with_structure(fn, samples, **kwargs):
 
 
 def _accepts_seed(fn):
-    owner = getattr(fn, "__self__", None)
+    owner = getattr(inspect.unwrap(fn), "__self__", None)  # through functools.wraps
     if isinstance(owner, tfp.distributions.Distribution):
         return False  # `log_prob(value, name, **kwargs)` passes kwargs on
     try:
