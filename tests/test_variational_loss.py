@@ -398,6 +398,22 @@ BAD_INPUTS = [
         ValueError,
         "stopped_surrogate_posterior.*reparameterization_type",
     ),
+    (
+        "pathwise_estimator_on_discrete_surrogate",
+        dict(
+            target_log_prob_fn=tfd.Poisson(3.0).log_prob,
+            surrogate_posterior=tfd.Poisson(tf.Variable(2.0)),
+            gradient_estimator=GE.REPARAMETERIZATION,
+        ),
+        ValueError,
+        "SCORE_FUNCTION",
+    ),
+    (
+        "importance_zero",
+        dict(importance_sample_size=0),
+        ValueError,
+        "importance_sample_size",
+    ),
     ("seed_float", dict(seed=1.5), TypeError, "seed"),
     ("seed_wrong_shape", dict(seed=(1, 2, 3)), ValueError, "seed"),
     ("seed_string", dict(seed="abc"), TypeError, "seed"),
