@@ -23,7 +23,11 @@ from tfp_vi_estimators.distributions import validation
 
 tfd = tfp.distributions
 
-__all__ = ["RelaxedBernoulliStraightThrough", "RelaxedOneHotCategoricalStraightThrough"]
+__all__ = [
+    "RelaxedBernoulliStraightThrough",
+    "RelaxedOneHotCategoricalStraightThrough",
+    "carry_pairing",
+]
 
 _PAIRING_DOC = """
     #### `log_prob` and the soft value behind a hard sample
@@ -43,7 +47,8 @@ _PAIRING_DOC = """
 
     Any other value (a tensor built elsewhere, a sample passed through an op
     such as `tf.identity`, a reshape or a `tf.function` boundary, or a
-    wrapper such as `tfd.Independent` that reshapes the sample) is scored
+    wrapper such as `tfd.Independent` that reshapes the sample; see
+    `carry_pairing` for identity-valued ops that should keep it) is scored
     under the discrete pmf of the hard samples, `{pmf}`, which is the exact
     law of the values `sample()` returns. It is written linearly in the
     value, so a gradient with respect to the value exists (straight-through
@@ -476,3 +481,27 @@ for _cls, _pmf in (
 ):
     _cls.__doc__ += _PAIRING_DOC.format(pmf=_pmf) + _REFERENCES
 del _cls, _pmf
+
+
+def carry_pairing(sample, new_sample, transform):
+    """Pairs `new_sample` with `transform` of the pre-image behind `sample`.
+
+    For an op that returns its input's value unchanged but needs a new tensor,
+    such as the doubly reparameterized estimator's gradient-scaling identity:
+    `log_prob(new_sample)` is then the relaxed density at
+    `transform(pre-image)`, so applying the same op to the pre-image keeps the
+    gradient of the score on the op's path. A `sample` that was not drawn by
+    one of these classes is left alone.
+
+    Args:
+      sample: a tensor, possibly drawn by a straight-through distribution.
+      new_sample: the tensor derived from it, equal in value.
+      transform: callable applied to the pre-image (shaped like `sample`).
+    """
+    for cls in (
+        RelaxedBernoulliStraightThrough,
+        RelaxedOneHotCategoricalStraightThrough,
+    ):
+        preimage = cls._registry.lookup(sample)
+        if preimage is not None:
+            cls._registry.register(new_sample, transform(preimage))

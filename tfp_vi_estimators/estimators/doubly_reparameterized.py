@@ -48,6 +48,7 @@ surrogate's coefficient is zero and that draw contributes no phi gradient (the
 import tensorflow as tf
 
 from tfp_vi_estimators.csiszar import discrepancy_derivatives
+from tfp_vi_estimators.distributions.straight_through import carry_pairing
 from tfp_vi_estimators.estimators.base import (
     GradientEstimator,
     log_mean_exp,
@@ -90,7 +91,14 @@ class DeferredGradientScale:
         def identity(x):
             return tf.identity(x), self._scaled_like
 
-        return tf.nest.map_structure(identity, samples)
+        def scaled(x):
+            y = identity(x)
+            # A straight-through sample keeps its relaxed pre-image (scaled the
+            # same way), so the stopped copy still scores the relaxed density.
+            carry_pairing(x, y, identity)
+            return y
+
+        return tf.nest.map_structure(scaled, samples)
 
 
 class DoublyReparameterized(GradientEstimator):
