@@ -285,3 +285,19 @@ def test_vae_example_runs_a_few_steps():
     # 784 binary pixels: an untrained model scores around 784 log 2 = 543 nats.
     assert 100 < results["train_loss"] < 800
     assert results["test_negative_bound"] < results["test_loss"] + 50
+
+
+def test_float32_target_wrapper_keeps_the_seed_signature():
+    # The loss passes `seed=` only to targets that take it; the wrapper that
+    # casts a 16-bit target to float32 must not hide the signature.
+    from tfp_vi_estimators.keras import _float32_log_prob
+    from tfp_vi_estimators.variational_loss import _accepts_seed
+
+    def seeded(z, seed=None):
+        return z
+
+    assert _accepts_seed(_float32_log_prob(_TARGET.log_prob)) is False
+    assert _accepts_seed(_float32_log_prob(seeded)) is True
+    assert _accepts_seed(_float32_log_prob(lambda z: z)) is False
+    half = _float32_log_prob(lambda z: tf.cast(z, tf.float16))
+    assert half(tf.constant([1.5])).dtype == tf.float32

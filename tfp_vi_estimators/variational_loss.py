@@ -297,8 +297,8 @@ def _call_with_structure(fn, samples, **kwargs):
 
 
 def _accepts_seed(fn):
-    owner = getattr(inspect.unwrap(fn), "__self__", None)  # through functools.wraps
-    if isinstance(owner, tfp.distributions.Distribution):
+    owners = (getattr(f, "__self__", None) for f in (fn, inspect.unwrap(fn)))
+    if any(isinstance(o, tfp.distributions.Distribution) for o in owners):
         return False  # `log_prob(value, name, **kwargs)` passes kwargs on
     try:
         parameters = inspect.signature(fn).parameters
