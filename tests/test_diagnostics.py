@@ -90,3 +90,47 @@ def test_bad_arguments(kwargs, error, match, mode):
     )
     args.update(kwargs)
     assert_raises(mode, lambda: diagnostics.gradient_moments(**args), error, match)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (
+            dict(gradient_estimators="REPARAMETERIZATION"),
+            TypeError,
+            "gradient_estimators",
+        ),
+        (dict(gradient_estimators=[]), TypeError, "gradient_estimators"),
+        (dict(gradient_estimators=["reparam"]), TypeError, "gradient_estimator"),
+        (
+            # The second estimator is bad: refused before the first one runs.
+            dict(
+                gradient_estimators=[
+                    tve.GradientEstimators.REPARAMETERIZATION,
+                    tve.GradientEstimators.VIMCO,
+                ]
+            ),
+            ValueError,
+            "importance_sample_size",
+        ),
+        (dict(target_log_prob_fn=None), TypeError, "target_log_prob_fn"),
+        (dict(surrogate_posterior="q"), TypeError, "surrogate_posterior"),
+        (dict(num_draws=1), ValueError, "num_draws"),
+        (dict(seed=1.5), TypeError, "seed"),
+        (dict(variables=[1.0]), TypeError, "variables"),
+        (dict(sample_size=0), ValueError, "sample_size"),
+        (dict(sampel_size=4), TypeError, "sampel_size"),
+        (dict(loss_fn=3), TypeError, "loss_fn"),
+    ],
+)
+@mode_parameter
+def test_compare_estimators_bad_arguments(kwargs, error, match, mode):
+    problem = problems.gaussian(dim=2)
+    args = dict(
+        target_log_prob_fn=problem.target_log_prob_fn,
+        surrogate_posterior=problem.surrogate,
+        gradient_estimators=[tve.GradientEstimators.REPARAMETERIZATION],
+        num_draws=4,
+    )
+    args.update(kwargs)
+    assert_raises(mode, lambda: diagnostics.compare_estimators(**args), error, match)

@@ -126,6 +126,12 @@ def test_fit_without_data_needs_steps_per_epoch():
         (dict(gradient_estimator="x"), TypeError, "gradient_estimator"),
         (dict(seed=(1, 2)), TypeError, "seed"),
         (dict(trainable_variables=[1.0]), TypeError, "trainable_variables"),
+        (dict(gradient_estimator=GE.VIMCO), ValueError, "importance_sample_size"),
+        (
+            dict(stopped_surrogate_posterior=tfd.Normal(0.0, 1.0)),
+            ValueError,
+            "stopped_surrogate_posterior",
+        ),
     ],
 )
 @mode_parameter

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators import _validation
+from tfp_vi_estimators import _validation, variational_loss
 
 __all__ = ["GradientMoments", "compare_estimators", "format_table", "gradient_moments"]
 
@@ -122,15 +122,35 @@ def compare_estimators(
       `variable`, `mean_abs_mean`, `total_variance` (summed over elements),
       `mean_snr` (averaged over elements).
     """
-    if loss_fn is None:
-        from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
-
-        loss_fn = monte_carlo_variational_loss
-    if not isinstance(gradient_estimators, dict):
+    if isinstance(gradient_estimators, (list, tuple)):
         gradient_estimators = {
             getattr(e, "name", repr(e)): e for e in gradient_estimators
         }
-    variables = list(variables or surrogate_posterior.trainable_variables)
+    if not isinstance(gradient_estimators, dict) or not gradient_estimators:
+        raise TypeError(
+            "`gradient_estimators` must be a non-empty dict {label: estimator} or "
+            f"list of estimators; got {gradient_estimators!r}."
+        )
+    _validation.check_positive_integer("num_draws", num_draws, minimum=2)
+    _validation.check_seed(seed)
+    if loss_fn is None:
+        loss_fn = variational_loss.monte_carlo_variational_loss
+        # Check every estimator with the loss's own checks before any work, so
+        # a bad one fails now rather than after the others have run.
+        for estimator in gradient_estimators.values():
+            variational_loss.check_arguments(
+                target_log_prob_fn,
+                surrogate_posterior,
+                gradient_estimator=estimator,
+                **loss_kwargs,
+            )
+    else:
+        _validation.check_callable("loss_fn", loss_fn)
+        _validation.check_distribution("surrogate_posterior", surrogate_posterior)
+    if variables is None:
+        variables = list(surrogate_posterior.trainable_variables)
+    _check_variables(variables)
+    variables = list(variables)
     rows = []
     for label, estimator in gradient_estimators.items():
 

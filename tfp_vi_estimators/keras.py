@@ -33,7 +33,10 @@ from tfp_vi_estimators import _validation
 from tfp_vi_estimators._copying import CannotCopy, map_tensor_parameters
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.gradient_estimators import resolve_gradient_estimator
-from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
+from tfp_vi_estimators.variational_loss import (
+    check_arguments,
+    monte_carlo_variational_loss,
+)
 
 __all__ = ["SurrogatePosteriorModel", "VariationalModel", "replica_seed"]
 
@@ -271,10 +274,12 @@ class SurrogatePosteriorModel(VariationalModel):
         stopped_surrogate_posterior=None,
         **loss_options,
     ):
-        _validation.check_callable("target_log_prob_fn", target_log_prob_fn)
-        _validation.check_distribution("surrogate_posterior", surrogate_posterior)
-        _validation.check_stopped_surrogate(
-            surrogate_posterior, stopped_surrogate_posterior
+        # Every check the loss makes, now rather than at the first step.
+        check_arguments(
+            target_log_prob_fn,
+            surrogate_posterior,
+            stopped_surrogate_posterior=stopped_surrogate_posterior,
+            **{k: v for k, v in loss_options.items() if k in _LOSS_OPTIONS},
         )
         if trainable_variables is None:
             trainable_variables = list(surrogate_posterior.trainable_variables)
@@ -294,8 +299,6 @@ class SurrogatePosteriorModel(VariationalModel):
                 "`tf.Variable`s or `tfp.util.TransformedVariable`s, or pass "
                 "`trainable_variables`."
             )
-        gradient_estimator = loss_options.get("gradient_estimator")
-        resolve_gradient_estimator(gradient_estimator, None, surrogate_posterior)
         super().__init__(**loss_options)
         self.target_log_prob_fn = target_log_prob_fn
         self.surrogate_posterior = surrogate_posterior
@@ -350,6 +353,12 @@ class SurrogatePosteriorModel(VariationalModel):
         return tf.data.Dataset.from_tensors(tf.zeros([replicas, 1])).repeat()
 
 
+_LOSS_OPTIONS = (
+    "sample_size",
+    "importance_sample_size",
+    "discrepancy_fn",
+    "gradient_estimator",
+)
 _HALF_DTYPES = (tf.float16, tf.bfloat16)
 
 

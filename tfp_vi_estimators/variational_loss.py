@@ -109,6 +109,64 @@ def monte_carlo_variational_loss(
     [4] Geoffrey Roeder, Yuhuai Wu and David Duvenaud. Sticking the landing.
         NeurIPS 2017. arXiv:1703.09194.
     """
+    estimator = check_arguments(
+        target_log_prob_fn,
+        surrogate_posterior,
+        sample_size=sample_size,
+        importance_sample_size=importance_sample_size,
+        discrepancy_fn=discrepancy_fn,
+        use_reparameterization=use_reparameterization,
+        seed=seed,
+        name=name,
+        gradient_estimator=gradient_estimator,
+        stopped_surrogate_posterior=stopped_surrogate_posterior,
+    )
+
+    with tf.name_scope(name or "monte_carlo_variational_loss"):
+        sample_seed, target_seed = tfp.random.split_seed(seed, 2)
+        draw = (
+            _draw_from_each_component
+            if getattr(estimator, "stratified_mixture", False)
+            else _draw
+        )
+        samples, log_densities, arrange, state, log_prob_like = draw(
+            estimator,
+            surrogate_posterior,
+            stopped_surrogate_posterior,
+            sample_size,
+            importance_sample_size,
+            sample_seed,
+        )
+        target_log_prob = call_target(target_log_prob_fn, samples, target_seed)
+        _check_target_output(target_log_prob, log_prob_like)
+        log_densities.target = arrange(target_log_prob)
+        per_draw = estimator.per_draw_loss(log_densities, discrepancy_fn, state)
+        return tf.reduce_mean(per_draw, axis=0)
+
+
+def check_arguments(
+    target_log_prob_fn,
+    surrogate_posterior,
+    sample_size=1,
+    importance_sample_size=1,
+    discrepancy_fn=kl_reverse,
+    use_reparameterization=None,
+    seed=None,
+    name=None,
+    gradient_estimator=None,
+    stopped_surrogate_posterior=None,
+):
+    """Every argument check of `monte_carlo_variational_loss`, no tensor work.
+
+    Tools that call the loss many times (`diagnostics.compare_estimators`,
+    fitting loops) run it first, so a bad argument fails before any work.
+
+    Returns:
+      The estimator object `gradient_estimator` resolves to.
+
+    Raises:
+      TypeError, ValueError: naming the argument, as the loss does.
+    """
     _validation.check_callable("target_log_prob_fn", target_log_prob_fn)
     _validation.check_distribution("surrogate_posterior", surrogate_posterior)
     _validation.check_positive_integer("sample_size", sample_size)
@@ -131,27 +189,7 @@ def monte_carlo_variational_loss(
         "sample_size", sample_size, minimum=estimator.min_sample_size
     )
     estimator.check_arguments(sample_size, importance_sample_size, discrepancy_fn)
-
-    with tf.name_scope(name or "monte_carlo_variational_loss"):
-        sample_seed, target_seed = tfp.random.split_seed(seed, 2)
-        draw = (
-            _draw_from_each_component
-            if getattr(estimator, "stratified_mixture", False)
-            else _draw
-        )
-        samples, log_densities, arrange, state, log_prob_like = draw(
-            estimator,
-            surrogate_posterior,
-            stopped_surrogate_posterior,
-            sample_size,
-            importance_sample_size,
-            sample_seed,
-        )
-        target_log_prob = call_target(target_log_prob_fn, samples, target_seed)
-        _check_target_output(target_log_prob, log_prob_like)
-        log_densities.target = arrange(target_log_prob)
-        per_draw = estimator.per_draw_loss(log_densities, discrepancy_fn, state)
-        return tf.reduce_mean(per_draw, axis=0)
+    return estimator
 
 
 def _draw(

@@ -13,11 +13,11 @@ from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.fitting.checkpoints import _fingerprint
 from tfp_vi_estimators.fitting.loop import _FitLoop
 from tfp_vi_estimators.fitting.progress import _isatty, _Progress
-from tfp_vi_estimators.gradient_estimators import (
-    GradientEstimators,
-    resolve_gradient_estimator,
+from tfp_vi_estimators.gradient_estimators import GradientEstimators
+from tfp_vi_estimators.variational_loss import (
+    check_arguments,
+    monte_carlo_variational_loss,
 )
-from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
 
 def _trace_loss(traceable_quantities):
@@ -164,28 +164,23 @@ def fit_surrogate_posterior(
             f"{convergence_criterion!r} of type {type(convergence_criterion).__name__}."
         )
     _validation.check_callable("trace_fn", trace_fn)
-    _validation.check_callable("discrepancy_fn", discrepancy_fn)
-    _validation.check_positive_integer("sample_size", sample_size)
-    _validation.check_positive_integer("importance_sample_size", importance_sample_size)
     _check_trainable_variables(trainable_variables)
     if jit_compile is not None and not isinstance(jit_compile, (bool, np.bool_)):
         raise TypeError(f"`jit_compile` must be None or a bool; got {jit_compile!r}.")
-    _validation.check_seed(seed)
-    _validation.check_name(name)
-    _validation.check_stopped_surrogate(
-        surrogate_posterior, stopped_surrogate_posterior
-    )
-    estimator = resolve_gradient_estimator(
-        GradientEstimators.REPARAMETERIZATION
-        if gradient_estimator is None
-        else gradient_estimator,
-        None,
+    estimator = check_arguments(
+        target_log_prob_fn,
         surrogate_posterior,
-    )
-    _validation.check_positive_integer(
-        "importance_sample_size",
-        importance_sample_size,
-        minimum=estimator.min_importance_sample_size,
+        sample_size=sample_size,
+        importance_sample_size=importance_sample_size,
+        discrepancy_fn=discrepancy_fn,
+        seed=seed,
+        name=name,
+        gradient_estimator=(
+            GradientEstimators.REPARAMETERIZATION
+            if gradient_estimator is None
+            else gradient_estimator
+        ),
+        stopped_surrogate_posterior=stopped_surrogate_posterior,
     )
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"`progress` must be None or a bool; got {progress!r}.")
