@@ -368,9 +368,8 @@ def _to_float32(tensor):
 
 def _in_float32(distribution, argument):
     """`distribution` itself, or, if any part is 16-bit float, a float32 copy."""
-    if not any(
-        tf.as_dtype(d) in _HALF_DTYPES for d in tf.nest.flatten(distribution.dtype)
-    ):
+    dtypes = [tf.as_dtype(d) for d in tf.nest.flatten(distribution.dtype) if d]
+    if not any(d in _HALF_DTYPES for d in dtypes):
         return distribution
     try:
         return map_tensor_parameters(distribution, _to_float32)
