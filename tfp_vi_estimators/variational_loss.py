@@ -116,10 +116,10 @@ def monte_carlo_variational_loss(
         importance_sample_size=importance_sample_size,
         discrepancy_fn=discrepancy_fn,
         use_reparameterization=use_reparameterization,
-        seed=seed,
-        name=name,
         gradient_estimator=gradient_estimator,
         stopped_surrogate_posterior=stopped_surrogate_posterior,
+        seed=seed,
+        name=name,
     )
 
     with tf.name_scope(name or "monte_carlo_variational_loss"):
@@ -151,10 +151,10 @@ def check_arguments(
     importance_sample_size=1,
     discrepancy_fn=kl_reverse,
     use_reparameterization=None,
-    seed=None,
-    name=None,
     gradient_estimator=None,
     stopped_surrogate_posterior=None,
+    seed=None,
+    name=None,
 ):
     """Every argument check of `monte_carlo_variational_loss`, no tensor work.
 
