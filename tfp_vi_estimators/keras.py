@@ -368,7 +368,9 @@ def _to_float32(tensor):
 
 def _in_float32(distribution, argument):
     """`distribution` itself, or, if any part is 16-bit float, a float32 copy."""
-    dtypes = [tf.as_dtype(d) for d in tf.nest.flatten(distribution.dtype) if d]
+    dtypes = [
+        tf.as_dtype(d) for d in tf.nest.flatten(distribution.dtype) if d is not None
+    ]
     if not any(d in _HALF_DTYPES for d in dtypes):
         return distribution
     try:
