@@ -33,7 +33,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_vi_estimators as tve
-from tfp_vi_estimators.keras import VariationalModel
+from tfp_vi_estimators.keras_models import VariationalModel
 
 tfd = tfp.distributions
 

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow_probability as tfp
 import tfp_vi_estimators as tve
-from tfp_vi_estimators.keras import SurrogatePosteriorModel, replica_seed
+from tfp_vi_estimators.keras_models import SurrogatePosteriorModel, replica_seed
 from tensorflow_probability.python.internal import samplers
 
 tfd = tfp.distributions

@@ -26,8 +26,8 @@ from tfp_vi_estimators.csiszar import (
     total_variation,
     triangular,
 )
+from tfp_vi_estimators.estimator_choice import GradientEstimators
 from tfp_vi_estimators.fitting import fit_surrogate_posterior
-from tfp_vi_estimators.gradient_estimators import GradientEstimators
 from tfp_vi_estimators.marginal_likelihood import log_marginal_likelihood
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 

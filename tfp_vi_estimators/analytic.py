@@ -25,18 +25,18 @@ tending to zero. These losses are here to make that comparison.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators import _validation
-from tfp_vi_estimators.gradient_estimators import is_fully_reparameterized
+from tfp_vi_estimators._internal import checks
+from tfp_vi_estimators.estimator_choice import is_fully_reparameterized
 from tfp_vi_estimators.variational_loss import call_target
 
 __all__ = ["elbo_with_analytic_entropy", "elbo_with_analytic_kl"]
 
 
 def _check(fn_name, fn, surrogate_posterior, sample_size, seed):
-    _validation.check_callable(fn_name, fn)
-    _validation.check_distribution("surrogate_posterior", surrogate_posterior)
-    _validation.check_positive_integer("sample_size", sample_size)
-    _validation.check_seed(seed)
+    checks.check_callable(fn_name, fn)
+    checks.check_distribution("surrogate_posterior", surrogate_posterior)
+    checks.check_positive_integer("sample_size", sample_size)
+    checks.check_seed(seed)
     if not is_fully_reparameterized(surrogate_posterior):
         raise ValueError(
             "`surrogate_posterior` must be fully reparameterized for a "
@@ -74,7 +74,7 @@ def elbo_with_analytic_entropy(
     _check(
         "target_log_prob_fn", target_log_prob_fn, surrogate_posterior, sample_size, seed
     )
-    _validation.check_name(name)
+    checks.check_name(name)
     with tf.name_scope(name or "elbo_with_analytic_entropy"):
         expected_log_p = _mean_over_samples(
             target_log_prob_fn, surrogate_posterior, sample_size, seed
@@ -105,8 +105,8 @@ def elbo_with_analytic_kl(
     _check(
         "log_likelihood_fn", log_likelihood_fn, surrogate_posterior, sample_size, seed
     )
-    _validation.check_distribution("prior", prior)
-    _validation.check_name(name)
+    checks.check_distribution("prior", prior)
+    checks.check_name(name)
     with tf.name_scope(name or "elbo_with_analytic_kl"):
         expected_log_likelihood = _mean_over_samples(
             log_likelihood_fn, surrogate_posterior, sample_size, seed

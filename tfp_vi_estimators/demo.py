@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators.gradient_estimators import GradientEstimators
+from tfp_vi_estimators.estimator_choice import GradientEstimators
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
 tfd = tfp.distributions

@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators import _validation, variational_loss
+from tfp_vi_estimators import variational_loss
+from tfp_vi_estimators._internal import checks
 
 __all__ = ["GradientMoments", "compare_estimators", "format_table", "gradient_moments"]
 
@@ -65,10 +66,10 @@ def gradient_moments(loss_fn, variables, num_draws, seed=None):
     Raises:
       TypeError, ValueError: for bad arguments, naming the argument.
     """
-    _validation.check_callable("loss_fn", loss_fn)
+    checks.check_callable("loss_fn", loss_fn)
     _check_variables(variables)
-    _validation.check_positive_integer("num_draws", num_draws, minimum=2)
-    _validation.check_seed(seed)
+    checks.check_positive_integer("num_draws", num_draws, minimum=2)
+    checks.check_seed(seed)
     seeds = tf.stack(tfp.random.split_seed(seed, n=num_draws))
 
     def one_draw(draw_seed):
@@ -131,8 +132,8 @@ def compare_estimators(
             "`gradient_estimators` must be a non-empty dict {label: estimator} or "
             f"list of estimators; got {gradient_estimators!r}."
         )
-    _validation.check_positive_integer("num_draws", num_draws, minimum=2)
-    _validation.check_seed(seed)
+    checks.check_positive_integer("num_draws", num_draws, minimum=2)
+    checks.check_seed(seed)
     if loss_fn is None:
         loss_fn = variational_loss.monte_carlo_variational_loss
         # Check every estimator with the loss's own checks before any work, so
@@ -145,8 +146,8 @@ def compare_estimators(
                 **loss_kwargs,
             )
     else:
-        _validation.check_callable("loss_fn", loss_fn)
-        _validation.check_distribution("surrogate_posterior", surrogate_posterior)
+        checks.check_callable("loss_fn", loss_fn)
+        checks.check_distribution("surrogate_posterior", surrogate_posterior)
     if variables is None:
         variables = list(surrogate_posterior.trainable_variables)
     _check_variables(variables)

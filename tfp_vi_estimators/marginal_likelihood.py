@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators import _validation
+from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators.variational_loss import call_target
 
 __all__ = ["log_marginal_likelihood"]
@@ -91,12 +91,12 @@ def log_marginal_likelihood(
     [1] Yuri Burda, Roger Grosse and Ruslan Salakhutdinov. Importance weighted
         autoencoders. ICLR 2016. arXiv:1509.00519.
     """
-    _validation.check_callable("target_log_prob_fn", target_log_prob_fn)
-    _validation.check_distribution("surrogate_posterior", surrogate_posterior)
+    checks.check_callable("target_log_prob_fn", target_log_prob_fn)
+    checks.check_distribution("surrogate_posterior", surrogate_posterior)
     num_samples = _check_python_integer("num_samples", num_samples)
     chunk_size = min(_check_python_integer("chunk_size", chunk_size), num_samples)
-    _validation.check_seed(seed)
-    _validation.check_name(name)
+    checks.check_seed(seed)
+    checks.check_name(name)
     num_full, remainder = divmod(num_samples, chunk_size)
 
     with tf.name_scope(name or "log_marginal_likelihood"):
@@ -147,7 +147,7 @@ def _check_python_integer(name, value):
     """A static integer >= 1 (shapes of the chunks are static)."""
     if tf.is_tensor(value) and tf.get_static_value(value) is None:
         raise TypeError(f"`{name}` must be a static integer; got a dynamic Tensor.")
-    _validation.check_positive_integer(name, value)
+    checks.check_positive_integer(name, value)
     if tf.is_tensor(value) or isinstance(value, np.ndarray):
         value = tf.get_static_value(value)
     return int(value)

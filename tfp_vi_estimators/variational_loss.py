@@ -6,11 +6,11 @@ import inspect
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators import _validation
+from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators.csiszar import kl_reverse
+from tfp_vi_estimators.estimator_choice import resolve_gradient_estimator
 from tfp_vi_estimators.estimators.base import PARTIAL, LogDensities
-from tfp_vi_estimators.gradient_estimators import resolve_gradient_estimator
-from tfp_vi_estimators.stopping import stopped_log_prob_fn
+from tfp_vi_estimators.stopped_surrogate import stopped_log_prob_fn
 
 __all__ = ["monte_carlo_variational_loss"]
 
@@ -77,7 +77,7 @@ def monte_carlo_variational_loss(
         reparameterized surrogate, else SCORE_FUNCTION with a warning.
       stopped_surrogate_posterior: optional copy of the surrogate with stopped
         parameters, used as given by DOUBLY_REPARAMETERIZED. When `None` it is
-        built automatically (see `tfp_vi_estimators.stopping`).
+        built automatically (see `tfp_vi_estimators.stopped_surrogate`).
       seed: PRNG seed; see `tfp.random.sanitize_seed`. Split as in `tfp.vi`
         into a sampling seed and a seed for `target_log_prob_fn`.
       name: name scope for the ops. Default value: `None`
@@ -167,25 +167,23 @@ def check_arguments(
     Raises:
       TypeError, ValueError: naming the argument, as the loss does.
     """
-    _validation.check_callable("target_log_prob_fn", target_log_prob_fn)
-    _validation.check_distribution("surrogate_posterior", surrogate_posterior)
-    _validation.check_positive_integer("sample_size", sample_size)
-    _validation.check_positive_integer("importance_sample_size", importance_sample_size)
-    _validation.check_callable("discrepancy_fn", discrepancy_fn)
-    _validation.check_stopped_surrogate(
-        surrogate_posterior, stopped_surrogate_posterior
-    )
-    _validation.check_seed(seed)
-    _validation.check_name(name)
+    checks.check_callable("target_log_prob_fn", target_log_prob_fn)
+    checks.check_distribution("surrogate_posterior", surrogate_posterior)
+    checks.check_positive_integer("sample_size", sample_size)
+    checks.check_positive_integer("importance_sample_size", importance_sample_size)
+    checks.check_callable("discrepancy_fn", discrepancy_fn)
+    checks.check_stopped_surrogate(surrogate_posterior, stopped_surrogate_posterior)
+    checks.check_seed(seed)
+    checks.check_name(name)
     estimator = resolve_gradient_estimator(
         gradient_estimator, use_reparameterization, surrogate_posterior
     )
-    _validation.check_positive_integer(
+    checks.check_positive_integer(
         "importance_sample_size",
         importance_sample_size,
         minimum=estimator.min_importance_sample_size,
     )
-    _validation.check_positive_integer(
+    checks.check_positive_integer(
         "sample_size", sample_size, minimum=estimator.min_sample_size
     )
     estimator.check_arguments(sample_size, importance_sample_size, discrepancy_fn)

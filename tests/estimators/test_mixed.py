@@ -14,7 +14,7 @@ from stat_helpers import Z_TOLERANCE, per_draw_gradients, z_scores
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators import estimators
-from tfp_vi_estimators.gradient_estimators import resolve_gradient_estimator
+from tfp_vi_estimators.estimator_choice import resolve_gradient_estimator
 
 tfd = tfp.distributions
 GE = tve.GradientEstimators

@@ -8,12 +8,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators import _validation
+from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators.csiszar import kl_reverse
+from tfp_vi_estimators.estimator_choice import GradientEstimators
 from tfp_vi_estimators.fitting.checkpoints import _fingerprint
 from tfp_vi_estimators.fitting.loop import _FitLoop
 from tfp_vi_estimators.fitting.progress import _isatty, _Progress
-from tfp_vi_estimators.gradient_estimators import GradientEstimators
 from tfp_vi_estimators.variational_loss import (
     check_arguments,
     monte_carlo_variational_loss,
@@ -145,8 +145,8 @@ def fit_surrogate_posterior(
         Doubly reparameterized gradient estimators for Monte Carlo objectives.
         ICLR 2019. arXiv:1810.04152.
     """
-    _validation.check_callable("target_log_prob_fn", target_log_prob_fn)
-    _validation.check_distribution("surrogate_posterior", surrogate_posterior)
+    checks.check_callable("target_log_prob_fn", target_log_prob_fn)
+    checks.check_distribution("surrogate_posterior", surrogate_posterior)
     if not hasattr(optimizer, "apply_gradients"):
         raise TypeError(
             "`optimizer` must be an optimizer with `apply_gradients` (for example "
@@ -163,7 +163,7 @@ def fit_surrogate_posterior(
             "tfp.optimizer.convergence_criteria.ConvergenceCriterion; got "
             f"{convergence_criterion!r} of type {type(convergence_criterion).__name__}."
         )
-    _validation.check_callable("trace_fn", trace_fn)
+    checks.check_callable("trace_fn", trace_fn)
     _check_trainable_variables(trainable_variables)
     if jit_compile is not None and not isinstance(jit_compile, (bool, np.bool_)):
         raise TypeError(f"`jit_compile` must be None or a bool; got {jit_compile!r}.")
@@ -272,7 +272,7 @@ def fit_surrogate_posterior(
 
 
 def _static_positive_integer(name, value):
-    _validation.check_positive_integer(name, value)
+    checks.check_positive_integer(name, value)
     if isinstance(value, numbers.Integral):
         return int(value)
     static = tf.get_static_value(value)

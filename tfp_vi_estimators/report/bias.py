@@ -28,7 +28,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators import csiszar
-from tfp_vi_estimators.gradient_estimators import GradientEstimators as GE
+from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
 from tfp_vi_estimators.problems import LIKELIHOOD_SCALE, X_OBSERVED, DecoderProblem
 from tfp_vi_estimators.report._common import SectionResult, fmt
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss

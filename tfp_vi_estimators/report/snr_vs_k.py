@@ -30,7 +30,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators.diagnostics import gradient_moments
-from tfp_vi_estimators.gradient_estimators import GradientEstimators as GE
+from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
 from tfp_vi_estimators.report._common import SectionResult, fmt, new_figure, save_figure
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 

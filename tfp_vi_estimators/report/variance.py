@@ -13,7 +13,7 @@ the benchmark share them.
 
 from tfp_vi_estimators import estimators, problems
 from tfp_vi_estimators.diagnostics import compare_estimators, format_table
-from tfp_vi_estimators.gradient_estimators import GradientEstimators as GE
+from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
 from tfp_vi_estimators.report._common import SectionResult, fmt
 
 NAME = "variance"

@@ -14,7 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_vi_estimators as tve
-from tfp_vi_estimators import stopping
+from tfp_vi_estimators import stopped_surrogate
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
@@ -124,7 +124,7 @@ def test_sticking_the_landing_is_exactly_zero_at_optimum(case, importance_sample
 
 def test_stopped_copy_of_copyable_surrogate():
     q, _, variables = _transformed_variable_case()
-    copy = stopping.stopped_copy(q)
+    copy = stopped_surrogate.stopped_copy(q)
     z = tf.constant([[0.1, 0.2, 0.3]])
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(z)
@@ -138,10 +138,10 @@ def test_stopped_copy_of_copyable_surrogate():
 def test_stopped_copy_refuses_lambdas_and_fallback_stops_parameters():
     q, _, variables = _jd_case(lambdas=True)
     with pytest.raises(ValueError, match="cannot be stopped by copying"):
-        stopping.stopped_copy(q)
-    reference = stopping.stopped_copy(_jd_case(lambdas=False)[0])
+        stopped_surrogate.stopped_copy(q)
+    reference = stopped_surrogate.stopped_copy(_jd_case(lambdas=False)[0])
     z = [tf.constant([0.3, -0.1]), tf.constant([0.2, 0.5])]
-    log_prob = stopping.stopped_log_prob_fn(q)
+    log_prob = stopped_surrogate.stopped_log_prob_fn(q)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(z)
         lp = log_prob(z)
@@ -155,7 +155,7 @@ def test_stopped_copy_refuses_lambdas_and_fallback_stops_parameters():
 
 def test_stopped_copy_rejects_non_distribution():
     with pytest.raises(TypeError, match="distribution"):
-        stopping.stopped_copy(3.0)
+        stopped_surrogate.stopped_copy(3.0)
 
 
 def test_given_stopped_surrogate_is_used_as_given():

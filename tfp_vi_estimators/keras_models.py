@@ -29,10 +29,10 @@ import keras
 import tensorflow as tf
 from tensorflow_probability.python.internal import samplers
 
-from tfp_vi_estimators import _validation
-from tfp_vi_estimators._copying import CannotCopy, map_tensor_parameters
+from tfp_vi_estimators._internal import checks
+from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
 from tfp_vi_estimators.csiszar import kl_reverse
-from tfp_vi_estimators.gradient_estimators import resolve_gradient_estimator
+from tfp_vi_estimators.estimator_choice import resolve_gradient_estimator
 from tfp_vi_estimators.variational_loss import (
     check_arguments,
     monte_carlo_variational_loss,
@@ -45,7 +45,7 @@ def _check_keras():
     major = int(keras.__version__.split(".")[0])
     if major < 3 or keras.backend.backend() != "tensorflow":
         raise ImportError(
-            "tfp_vi_estimators.keras needs Keras 3 with the TensorFlow backend; "
+            "tfp_vi_estimators.keras_models needs Keras 3 with the TensorFlow backend; "
             f"found Keras {keras.__version__} with the {keras.backend.backend()!r} "
             "backend (set KERAS_BACKEND=tensorflow)."
         )
@@ -123,11 +123,9 @@ class VariationalModel(keras.Model):
         seed=None,
         **kwargs,
     ):
-        _validation.check_positive_integer("sample_size", sample_size)
-        _validation.check_positive_integer(
-            "importance_sample_size", importance_sample_size
-        )
-        _validation.check_callable("discrepancy_fn", discrepancy_fn)
+        checks.check_positive_integer("sample_size", sample_size)
+        checks.check_positive_integer("importance_sample_size", importance_sample_size)
+        checks.check_callable("discrepancy_fn", discrepancy_fn)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"`seed` must be None or a Python int; got {seed!r}.")
         super().__init__(**kwargs)

@@ -11,7 +11,7 @@ import tensorflow_probability as tfp
 from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators as tve
-from tfp_vi_estimators.keras import (
+from tfp_vi_estimators.keras_models import (
     SurrogatePosteriorModel,
     VariationalModel,
     replica_seed,
@@ -296,7 +296,7 @@ def test_vae_example_runs_a_few_steps():
 def test_float32_target_wrapper_keeps_the_seed_signature():
     # The loss passes `seed=` only to targets that take it; the wrapper that
     # casts a 16-bit target to float32 must not hide the signature.
-    from tfp_vi_estimators.keras import _float32_log_prob
+    from tfp_vi_estimators.keras_models import _float32_log_prob
     from tfp_vi_estimators.variational_loss import _accepts_seed
 
     def seeded(z, seed=None):

@@ -29,7 +29,7 @@ surrogate by hand; here it is built for any surrogate:
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators._copying import CannotCopy, map_tensor_parameters
+from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
 
 tfd = tfp.distributions
 

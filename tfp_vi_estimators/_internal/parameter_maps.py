@@ -5,8 +5,8 @@ recursively, every distribution and bijector among its parameters, replacing
 each tensor-like parameter (a `tf.Variable`, a `tfp.util.TransformedVariable`
 / `DeferredTensor`, a tensor computed by an encoder) by `fn(tensor)`. Plain
 values (numbers, arrays, dtypes, shapes, strings) are kept. It backs the
-stopped copy (`fn = tf.stop_gradient`, stopping.py) and the float32 copy of a
-mixed-precision surrogate (`fn = cast to float32`, keras.py).
+stopped copy (`fn = tf.stop_gradient`, stopped_surrogate.py) and the float32 copy of a
+mixed-precision surrogate (`fn = cast to float32`, keras_models.py).
 """
 
 import numbers

@@ -6,7 +6,7 @@ import tensorflow_probability as tfp
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators import estimators
-from tfp_vi_estimators.gradient_estimators import resolve_gradient_estimator
+from tfp_vi_estimators.estimator_choice import resolve_gradient_estimator
 
 tfd = tfp.distributions
 GE = tve.GradientEstimators
