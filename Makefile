@@ -4,7 +4,7 @@
 #   make report  set up the venv, then run the main job: the report (--quick) into ./report
 #   make demo    set up the venv, then fit one posterior with each estimator
 #   make test    set up the venv, then run the test suite (RUN_SLOW=1 adds slow tests)
-#   make lint    ruff check + ruff format --check
+#   make lint    ruff check + ruff format --check + lint-imports (layer contracts)
 #   make docs    build the documentation site into ./site (strict)
 #   make bench   speed of tfp_vi_estimators against tfp.vi
 
@@ -55,6 +55,7 @@ test: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

@@ -33,6 +33,7 @@ setup(
         "test": [
             "pytest",
             "hypothesis",
+            "import-linter",
             "ruff",
             "mlxtend",
             "scikit-learn",

@@ -13,7 +13,7 @@ import warnings
 import tensorflow as tf
 
 from tfp_vi_estimators.diagnostics import format_table
-from tfp_vi_estimators.report.variance import run_tables
+from tfp_vi_estimators.report.variance import COLUMNS, variance_tables
 
 
 def main(argv=None):
@@ -24,12 +24,10 @@ def main(argv=None):
         parser.error(f"--draws must be at least 2; got {args.draws}")
     warnings.simplefilter("ignore")
     tf.get_logger().setLevel("ERROR")
-    tables = run_tables(args.draws)
+    tables = variance_tables(args.draws)
     for problem, rows in tables:
         print(f"\n### {problem.name}: {problem.description} ({args.draws} draws)\n")
-        print(
-            format_table(rows, ["estimator", "variable", "total_variance", "mean_snr"])
-        )
+        print(format_table(rows, COLUMNS))
     return tables
 
 

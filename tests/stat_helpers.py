@@ -9,8 +9,7 @@ with respect to member b is the gradient estimate of draw b.
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-
-from tfp_vi_estimators.problems import (  # noqa: F401 - re-exported to the tests
+from problems import (  # noqa: F401 - re-exported to the tests
     LIKELIHOOD_SCALE,
     X_OBSERVED,
     DecoderProblem,

@@ -7,6 +7,7 @@ import tensorflow_probability as tfp
 import tfp_vi_estimators as tve
 from tfp_vi_estimators import estimators
 from tfp_vi_estimators.estimator_choice import resolve_gradient_estimator
+from tfp_vi_estimators.loss_config import check_arguments
 
 tfd = tfp.distributions
 GE = tve.GradientEstimators
@@ -59,5 +60,7 @@ def test_default_follows_reparameterization_type():
 
 
 def test_use_reparameterization_on_discrete_surrogate_raises():
+    # The estimator is chosen by `resolve_gradient_estimator`; whether it can
+    # serve the surrogate is checked with the loss's other arguments.
     with pytest.raises(ValueError, match="not fully reparameterized"):
-        resolve_gradient_estimator(None, True, tfd.Bernoulli(0.3))
+        check_arguments(lambda z: z, tfd.Bernoulli(0.3), use_reparameterization=True)

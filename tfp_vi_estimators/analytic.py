@@ -26,8 +26,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal import checks
-from tfp_vi_estimators.estimator_choice import is_fully_reparameterized
-from tfp_vi_estimators.variational_loss import call_target
+from tfp_vi_estimators._internal.reparameterization import is_fully_reparameterized
+from tfp_vi_estimators.targets import call_target
 
 __all__ = ["elbo_with_analytic_entropy", "elbo_with_analytic_kl"]
 

@@ -9,8 +9,9 @@ them by automatic differentiation of whatever elementwise callable the user
 passed, so user-defined discrepancies work too.
 """
 
-import tensorflow as tf
 from tensorflow_probability import vi as _tfp_vi
+
+from tfp_vi_estimators._internal.discrepancy import discrepancy_derivatives
 
 amari_alpha = _tfp_vi.amari_alpha
 arithmetic_geometric = _tfp_vi.arithmetic_geometric
@@ -48,32 +49,4 @@ CSISZAR_FUNCTIONS = (
     "triangular",
 )
 
-
-def discrepancy_derivatives(discrepancy_fn, logu):
-    """First and second derivatives of an elementwise discrepancy, stopped.
-
-    ```none
-    f1 = d f(t) / dt,   f2 = d^2 f(t) / dt^2,   evaluated at t = logu
-    ```
-
-    Args:
-      discrepancy_fn: elementwise Python callable `f(logu)`, a Csiszar function
-        in log space such as `kl_reverse`.
-      logu: floating `Tensor` of points at which to differentiate.
-
-    Returns:
-      f1, f2: `Tensor`s shaped like `logu`, with no gradient flowing through
-        them. A derivative that does not depend on `logu` (for example the
-        constant `f1` of `kl_reverse`) comes back as the right constant, and an
-        absent one as zeros.
-    """
-    t = tf.stop_gradient(tf.convert_to_tensor(logu))
-    zero = tf.UnconnectedGradients.ZERO
-    with tf.GradientTape() as outer:
-        outer.watch(t)
-        with tf.GradientTape() as inner:
-            inner.watch(t)
-            f = discrepancy_fn(t)
-        f1 = inner.gradient(f, t, unconnected_gradients=zero)
-    f2 = outer.gradient(f1, t, unconnected_gradients=zero)
-    return tf.stop_gradient(f1), tf.stop_gradient(f2)
+__all__ = [*CSISZAR_FUNCTIONS, "CSISZAR_FUNCTIONS", "discrepancy_derivatives"]

@@ -13,6 +13,7 @@ sampling from a per-draw seed), so there is no Python loop over draws and the
 function works inside `tf.function`.
 """
 
+import functools
 import numbers
 import typing
 
@@ -20,8 +21,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators import variational_loss
 from tfp_vi_estimators._internal import checks
+from tfp_vi_estimators.loss_config import check_arguments
+from tfp_vi_estimators.variational_loss import evaluate_loss
 
 __all__ = ["GradientMoments", "compare_estimators", "format_table", "gradient_moments"]
 
@@ -123,6 +125,30 @@ def compare_estimators(
       `variable`, `mean_abs_mean`, `total_variance` (summed over elements),
       `mean_snr` (averaged over elements).
     """
+    gradient_estimators = _labelled(gradient_estimators)
+    checks.check_positive_integer("num_draws", num_draws, minimum=2)
+    checks.check_seed(seed)
+    losses = _losses_by_label(
+        target_log_prob_fn,
+        surrogate_posterior,
+        gradient_estimators,
+        loss_fn,
+        loss_kwargs,
+    )
+    if variables is None:
+        variables = list(surrogate_posterior.trainable_variables)
+    _check_variables(variables)
+    variables = list(variables)
+    rows = []
+    for label, loss in losses.items():
+        moments = tf.function(
+            lambda loss=loss: gradient_moments(loss, variables, num_draws, seed)
+        )()
+        rows += _rows(label, variables, moments)
+    return rows
+
+
+def _labelled(gradient_estimators):
     if isinstance(gradient_estimators, (list, tuple)):
         gradient_estimators = {
             getattr(e, "name", repr(e)): e for e in gradient_estimators
@@ -132,54 +158,49 @@ def compare_estimators(
             "`gradient_estimators` must be a non-empty dict {label: estimator} or "
             f"list of estimators; got {gradient_estimators!r}."
         )
-    checks.check_positive_integer("num_draws", num_draws, minimum=2)
-    checks.check_seed(seed)
+    return gradient_estimators
+
+
+def _losses_by_label(target, surrogate, gradient_estimators, loss_fn, loss_kwargs):
+    """`{label: loss(seed)}`; every estimator is checked before any runs."""
     if loss_fn is None:
-        loss_fn = variational_loss.monte_carlo_variational_loss
-        # Check every estimator with the loss's own checks before any work, so
-        # a bad one fails now rather than after the others have run.
-        for estimator in gradient_estimators.values():
-            variational_loss.check_arguments(
-                target_log_prob_fn,
-                surrogate_posterior,
-                gradient_estimator=estimator,
-                **loss_kwargs,
+        configs = {
+            label: check_arguments(
+                target, surrogate, gradient_estimator=estimator, **loss_kwargs
             )
-    else:
-        checks.check_callable("loss_fn", loss_fn)
-        checks.check_distribution("surrogate_posterior", surrogate_posterior)
-    if variables is None:
-        variables = list(surrogate_posterior.trainable_variables)
-    _check_variables(variables)
-    variables = list(variables)
-    rows = []
-    for label, estimator in gradient_estimators.items():
+            for label, estimator in gradient_estimators.items()
+        }
+        return {
+            label: functools.partial(evaluate_loss, config)
+            for label, config in configs.items()
+        }
+    checks.check_callable("loss_fn", loss_fn)
+    checks.check_distribution("surrogate_posterior", surrogate)
 
-        def loss(draw_seed, estimator=estimator):
-            return loss_fn(
-                target_log_prob_fn,
-                surrogate_posterior,
-                gradient_estimator=estimator,
-                seed=draw_seed,
-                **loss_kwargs,
-            )
+    def user_loss(estimator, seed):
+        return loss_fn(
+            target, surrogate, gradient_estimator=estimator, seed=seed, **loss_kwargs
+        )
 
-        moments = tf.function(
-            lambda loss=loss: gradient_moments(loss, variables, num_draws, seed)
-        )()
+    return {
+        label: functools.partial(user_loss, estimator)
+        for label, estimator in gradient_estimators.items()
+    }
+
+
+def _rows(label, variables, moments):
+    return [
+        dict(
+            estimator=label,
+            variable=v.name.split(":")[0],
+            mean_abs_mean=float(tf.reduce_mean(tf.abs(m))),
+            total_variance=float(tf.reduce_sum(var)),
+            mean_snr=float(tf.reduce_mean(snr)),
+        )
         for v, m, var, snr in zip(
             variables, moments.mean, moments.variance, moments.snr, strict=True
-        ):
-            rows.append(
-                dict(
-                    estimator=label,
-                    variable=v.name.split(":")[0],
-                    mean_abs_mean=float(tf.reduce_mean(tf.abs(m))),
-                    total_variance=float(tf.reduce_sum(var)),
-                    mean_snr=float(tf.reduce_mean(snr)),
-                )
-            )
-    return rows
+        )
+    ]
 
 
 def format_table(rows, columns=None):

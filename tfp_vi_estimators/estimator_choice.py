@@ -3,15 +3,16 @@
 import enum
 import warnings
 
-import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators import estimators
-from tfp_vi_estimators.estimators.base import FULL
+from tfp_vi_estimators._internal.reparameterization import (
+    is_fully_reparameterized,
+    is_partly_reparameterized,
+)
+from tfp_vi_estimators.estimators.plan import Needs, PathGradient
 
 __all__ = ["GradientEstimators", "resolve_gradient_estimator"]
-
-_FULLY_REPARAMETERIZED = tfp.distributions.FULLY_REPARAMETERIZED
 
 
 class GradientEstimators(enum.Enum):
@@ -83,21 +84,6 @@ _CHOICES = (
 )
 
 
-def is_fully_reparameterized(distribution) -> bool:
-    """Whether every part of `distribution` is FULLY_REPARAMETERIZED."""
-    return all(
-        t == _FULLY_REPARAMETERIZED
-        for t in tf.nest.flatten(distribution.reparameterization_type)
-    )
-
-
-def _is_mixed_joint(distribution) -> bool:
-    kinds = tf.nest.flatten(distribution.reparameterization_type)
-    return isinstance(distribution, tfp.distributions.JointDistribution) and any(
-        k == _FULLY_REPARAMETERIZED for k in kinds
-    )
-
-
 def resolve_gradient_estimator(
     gradient_estimator, use_reparameterization, surrogate_posterior
 ) -> estimators.GradientEstimator:
@@ -124,7 +110,7 @@ def resolve_gradient_estimator(
     )
     if gradient_estimator is None:
         if use_reparameterization is None:
-            use_reparameterization = reparameterized or _is_mixed_joint(
+            use_reparameterization = reparameterized or is_partly_reparameterized(
                 surrogate_posterior
             )
         if not use_reparameterization:
@@ -138,9 +124,8 @@ def resolve_gradient_estimator(
         estimator = estimators.Reparameterization()
     else:
         estimator = _as_estimator(gradient_estimator)
-        if (
-            use_reparameterization is not None
-            and bool(use_reparameterization) != estimator.reparameterized_samples
+        if use_reparameterization is not None and bool(use_reparameterization) != (
+            estimator.plan.path_gradient is not PathGradient.STOPPED
         ):
             raise ValueError(
                 f"`use_reparameterization={use_reparameterization}` contradicts "
@@ -150,12 +135,11 @@ def resolve_gradient_estimator(
             )
     if (
         by_member
-        and estimator.reparameterization == FULL
+        and estimator.plan.needs is Needs.FULL
         and not reparameterized
-        and _is_mixed_joint(surrogate_posterior)
+        and is_partly_reparameterized(surrogate_posterior)
     ):
         estimator = estimators.MixedReparameterization()
-    estimator.check_surrogate(surrogate_posterior)
     return estimator
 
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal import checks
-from tfp_vi_estimators.variational_loss import call_target
+from tfp_vi_estimators.targets import call_target
 
 __all__ = ["log_marginal_likelihood"]
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from stat_helpers import Z_TOLERANCE, z_scores
 
 from tfp_vi_estimators.distributions import OMTMultivariateNormal
 
@@ -103,14 +104,34 @@ def test_gradient_in_tf_function_matches_eager(cos_problem, jit_compile):
         assert np.all(np.isfinite(grad))
 
 
-def test_variance_against_reparameterization_is_reported(cos_problem, stats):
-    # Same seed => same eps draws for both estimators.
+def test_gradient_variance_is_below_reparameterization(cos_problem, stats):
+    """OMT's `scale_tril` gradient is less noisy than the plain one, same run.
+
+    Jankowiak & Obermeyer (2018, https://arxiv.org/abs/1806.01851) report
+    lower variance for the optimal-transport gradient than for the plain
+    reparameterization one on Gaussian problems; docs/distributions.md
+    ("Measured") shows it on this `E cos(w.z)` problem. Checked with 200,000
+    draws per estimator before writing this test: variance (trace over the
+    lower triangle) 1.62 vs 2.13 for the first batch member and 0.89 vs 0.98
+    for the second, z = -307 and -179.
+
+    Both gradients are unbiased for the closed-form gradient G, so per draw n
+    `D_n = |g_omt_n - G|^2 - |g_rep_n - G|^2` (over the lower triangle) has
+    mean Var(OMT) - Var(reparameterization). For each batch member the mean of
+    D must lie below zero by more than `Z_TOLERANCE` standard errors of D,
+    computed from the same draws (here about -42 and -25). The same seed
+    gives both estimators the same noise, which pairs the draws.
+    """
     args = (cos_problem.loc, cos_problem.scale_tril, cos_problem.w, 4000, (2, 9))
     _, omt = stats.per_draw_cos_gradients(OMTMultivariateNormal, *args)
     _, rep = stats.per_draw_cos_gradients(tfd.MultivariateNormalTriL, *args)
-    omt_var = stats.lower_triangle_entries(omt).var(0).sum(-1)
-    rep_var = stats.lower_triangle_entries(rep).var(0).sum(-1)
-    print(
-        f"\nscale_tril gradient variance per problem: OMT {omt_var}, reparam {rep_var}"
+    _, exact = stats.exact_cos_gradients(
+        cos_problem.loc, cos_problem.scale_tril, cos_problem.w
     )
-    assert np.all(np.isfinite(omt_var)) and np.all(omt_var > 0)
+    omt, rep, exact = (stats.lower_triangle_entries(g) for g in (omt, rep, exact))
+    difference = np.sum((omt - exact) ** 2, -1) - np.sum((rep - exact) ** 2, -1)
+    z = np.array([z_scores(difference[:, b]) for b in range(difference.shape[1])])
+    ratio = omt.var(0).sum(-1) / rep.var(0).sum(-1)
+    assert np.all(z < -Z_TOLERANCE), (
+        f"Var(OMT) / Var(reparameterization) = {ratio}, z = {z}"
+    )

@@ -295,7 +295,7 @@ def test_doubly_reparameterized_scores_the_relaxed_density(cls, logits, mode):
     # The estimator's gradient-scaling identity must keep the sample paired
     # with its relaxed pre-image: the one-target-evaluation gradient then
     # equals the two-evaluation DReG formula written with the relaxed density
-    # (DESIGN.md section 4), on the same draws.
+    # (docs/estimators.md, DOUBLY_REPARAMETERIZED), on the same draws.
     importance_sample_size, seed = 3, (4, 9)
     q, target, variables = _straight_through_problem(cls, logits)
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.linalg
 import tensorflow as tf
 import tensorflow_probability as tfp
 from modes import assert_raises, mode_parameter
@@ -113,17 +114,39 @@ def test_diagonal_path_agrees_with_full_path():
     np.testing.assert_allclose(mixed, full, rtol=1e-10)
 
 
+def _scipy_reference(m1, s1, m2, s2):
+    """W2^2 by Givens & Shortt's formula with scipy.linalg.sqrtm (float64).
+
+    Independent of `_reference` and of the code under test: Schur-based matrix
+    square roots instead of eigendecompositions, on covariances built in NumPy.
+    """
+    root1 = scipy.linalg.sqrtm(s1)
+    cross = scipy.linalg.sqrtm(root1 @ s2 @ root1)
+    trace = np.trace(s1) + np.trace(s2) - 2.0 * np.trace(cross).real
+    return np.sum((m1 - m2) ** 2) + trace
+
+
 def test_accepts_omt_avf_and_full_covariance_normals():
     rng = np.random.default_rng(4)
     loc, scale = rng.normal(size=3), _random_tril(rng, [], 3)
-    reference = tfd.MultivariateNormalTriL(loc + 1.0, scale.T @ scale + np.eye(3))
-    others = [
-        OMTMultivariateNormal(loc, scale),
-        AVFMultivariateNormal(loc, scale, np.zeros([2, 1, 3])),
-        tfd.MultivariateNormalFullCovariance(loc, scale @ scale.T),
-    ]
-    values = [wasserstein2_squared(other, reference).numpy() for other in others]
-    np.testing.assert_allclose(values, values[0], rtol=1e-8)
+    covariance = scale @ scale.T
+    reference_covariance = scale.T @ scale + np.eye(3)
+    reference = tfd.MultivariateNormalTriL(
+        loc + 1.0, np.linalg.cholesky(reference_covariance)
+    )
+    expected = _scipy_reference(loc, covariance, loc + 1.0, reference_covariance)
+    others = {
+        "OMT": OMTMultivariateNormal(loc, scale),
+        "AVF": AVFMultivariateNormal(loc, scale, np.zeros([2, 1, 3])),
+        "FullCovariance": tfd.MultivariateNormalFullCovariance(loc, covariance),
+    }
+    for label, other in others.items():
+        np.testing.assert_allclose(
+            wasserstein2_squared(other, reference), expected, rtol=1e-9, err_msg=label
+        )
+        np.testing.assert_allclose(
+            wasserstein2_squared(reference, other), expected, rtol=1e-9, err_msg=label
+        )
 
 
 def _central_differences(fn, params, step=1e-6):

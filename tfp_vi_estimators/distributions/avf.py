@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import tensorflow as tf
-from tensorflow_probability.python.internal import parameter_properties
-from tensorflow_probability.python.internal import prefer_static as ps
+import tensorflow_probability as tfp
 
+from tfp_vi_estimators._internal.tfp_internals import prefer_static as ps
 from tfp_vi_estimators.distributions import linalg_util, mvn_base, validation
 
 __all__ = ["AVFMultivariateNormal"]
@@ -97,28 +97,13 @@ class AVFMultivariateNormal(mvn_base.MultivariateNormalTriLWithCustomGradient):
         parameters = dict(locals())
         self._check_loc_and_scale_tril(loc, scale_tril, type(self).__name__)
         _check_control_var(control_var, loc)
-        dtype = validation.common_float_dtype(
-            {"loc": loc, "scale_tril": scale_tril, "control_var": control_var}
-        )
-        with tf.name_scope(name) as name:
-            self._control_var = validation.convert_parameter(
-                control_var, dtype, "control_var"
-            )
-            super().__init__(
-                loc,
-                scale_tril,
-                dtype=dtype,
-                validate_args=validate_args,
-                allow_nan_stats=allow_nan_stats,
-                parameters=parameters,
-                name=name,
-            )
+        self._initialize(parameters, ("loc", "scale_tril", "control_var"))
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
         return dict(
             cls._loc_and_scale_tril_properties(dtype),
-            control_var=parameter_properties.ParameterProperties(
+            control_var=tfp.util.ParameterProperties(
                 event_ndims=3,
                 shape_fn=lambda sample_shape: ps.concat(
                     [[2, 1], sample_shape[-1:]], axis=0
@@ -172,21 +157,18 @@ def _check_control_var(control_var: Any, loc: Any) -> None:
     validation.check_float_tensor_like(
         control_var, "control_var", min_rank=3, expected=expected
     )
-    shape = validation.static_shape(control_var)
-    if shape.rank is None:
-        return
-    pair = tf.compat.dimension_value(shape[-3])
-    d = tf.compat.dimension_value(shape[-1])
-    loc_shape = validation.static_shape(loc)
-    loc_d = tf.compat.dimension_value(loc_shape[-1]) if loc_shape.rank else None
-    if pair is not None and pair != 2:
-        raise ValueError(
-            f"`control_var` must have size 2 in dimension -3 (the (B, C) pair), "
-            f"{expected}; got {validation.describe(control_var)}."
-        )
-    if d is not None and loc_d is not None and d != loc_d:
-        raise ValueError(
-            f"The last dimension of `control_var` ({d}) must equal the event size "
-            f"d = {loc_d} of `loc`, {expected}; got "
-            f"{validation.describe(control_var)}."
-        )
+    pair, d = validation.static_dimensions(control_var, [-3, -1])
+    (loc_d,) = validation.static_dimensions(loc, [-1])
+    validation.check_known_sizes_equal(
+        pair,
+        2,
+        f"`control_var` must have size 2 in dimension -3 (the (B, C) pair), "
+        f"{expected}; got {validation.describe(control_var)}.",
+    )
+    validation.check_known_sizes_equal(
+        d,
+        loc_d,
+        f"The last dimension of `control_var` ({d}) must equal the event size "
+        f"d = {loc_d} of `loc`, {expected}; got "
+        f"{validation.describe(control_var)}.",
+    )

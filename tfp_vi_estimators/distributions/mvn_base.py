@@ -14,21 +14,29 @@ from typing import Any
 
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.bijectors import fill_scale_tril, identity
-from tensorflow_probability.python.internal import (
-    dtype_util,
-    parameter_properties,
-)
-from tensorflow_probability.python.internal import prefer_static as ps
 
-from tfp_vi_estimators.distributions import linalg_util, validation
+from tfp_vi_estimators._internal.tfp_internals import prefer_static as ps
+from tfp_vi_estimators.distributions import construction, linalg_util, validation
 
+tfb = tfp.bijectors
 tfd = tfp.distributions
 
 __all__ = ["MultivariateNormalTriLWithCustomGradient"]
 
 
-class MultivariateNormalTriLWithCustomGradient(tfd.AutoCompositeTensorDistribution):
+def _delegate_to_multivariate_normal(method_name: str):
+    """A `_<method_name>` answering with `tfd.MultivariateNormalTriL`'s method."""
+
+    def method(self, *args):
+        return getattr(self._multivariate_normal(), method_name)(*args)  # noqa: SLF001
+
+    method.__name__ = method.__qualname__ = f"_{method_name}"
+    return method
+
+
+class MultivariateNormalTriLWithCustomGradient(
+    construction.FullyReparameterizedDistribution
+):
     """`tfd.MultivariateNormalTriL` with a pluggable sampling gradient.
 
     Subclasses implement `_sample_with_custom_gradient(loc, scale_tril, eps)`,
@@ -39,28 +47,6 @@ class MultivariateNormalTriLWithCustomGradient(tfd.AutoCompositeTensorDistributi
     scale_tril).sample(seed=seed)`, so estimators can be compared on the same
     draws.
     """
-
-    def __init__(
-        self,
-        loc: Any,
-        scale_tril: Any,
-        *,
-        dtype: tf.DType,
-        validate_args: bool,
-        allow_nan_stats: bool,
-        parameters: dict[str, Any],
-        name: str,
-    ) -> None:
-        self._loc = validation.convert_parameter(loc, dtype, "loc")
-        self._scale_tril = validation.convert_parameter(scale_tril, dtype, "scale_tril")
-        super().__init__(
-            dtype=dtype,
-            reparameterization_type=tfd.FULLY_REPARAMETERIZED,
-            validate_args=validate_args,
-            allow_nan_stats=allow_nan_stats,
-            parameters=parameters,
-            name=name,
-        )
 
     @staticmethod
     def _check_loc_and_scale_tril(loc: Any, scale_tril: Any, cls_name: str) -> None:
@@ -74,28 +60,21 @@ class MultivariateNormalTriLWithCustomGradient(tfd.AutoCompositeTensorDistributi
             min_rank=2,
             expected="of shape batch_shape + [d, d] (lower-triangular)",
         )
-        loc_shape = validation.static_shape(loc)
-        tril_shape = validation.static_shape(scale_tril)
-        d = tf.compat.dimension_value(loc_shape[-1]) if loc_shape.rank else None
-        rows, cols = (
-            (
-                tf.compat.dimension_value(tril_shape[-2]),
-                tf.compat.dimension_value(tril_shape[-1]),
-            )
-            if tril_shape.rank
-            else (None, None)
+        (d,) = validation.static_dimensions(loc, [-1])
+        rows, cols = validation.static_dimensions(scale_tril, [-2, -1])
+        validation.check_known_sizes_equal(
+            rows,
+            cols,
+            f"{cls_name}: `scale_tril` must be square in its last two dimensions; "
+            f"got {validation.describe(scale_tril)}.",
         )
-        if rows is not None and cols is not None and rows != cols:
-            raise ValueError(
-                f"{cls_name}: `scale_tril` must be square in its last two dimensions; "
-                f"got {validation.describe(scale_tril)}."
-            )
-        if d is not None and cols is not None and d != cols:
-            raise ValueError(
-                f"{cls_name}: the event size of `loc` ({d}) must equal the size of "
-                f"`scale_tril` ({cols}); got loc {validation.describe(loc)} and "
-                f"scale_tril {validation.describe(scale_tril)}."
-            )
+        validation.check_known_sizes_equal(
+            d,
+            cols,
+            f"{cls_name}: the event size of `loc` ({d}) must equal the size of "
+            f"`scale_tril` ({cols}); got loc {validation.describe(loc)} and "
+            f"scale_tril {validation.describe(scale_tril)}.",
+        )
 
     @staticmethod
     def _loc_and_scale_tril_properties(dtype):
@@ -105,14 +84,14 @@ class MultivariateNormalTriLWithCustomGradient(tfd.AutoCompositeTensorDistributi
         subclass with a new `__init__` inherits them) and starts from these.
         """
         return dict(
-            loc=parameter_properties.ParameterProperties(event_ndims=1),
-            scale_tril=parameter_properties.ParameterProperties(
+            loc=tfp.util.ParameterProperties(event_ndims=1),
+            scale_tril=tfp.util.ParameterProperties(
                 event_ndims=2,
                 shape_fn=lambda sample_shape: ps.concat(
                     [sample_shape, sample_shape[-1:]], axis=0
                 ),
-                default_constraining_bijector_fn=lambda: fill_scale_tril.FillScaleTriL(
-                    diag_shift=dtype_util.eps(dtype)
+                default_constraining_bijector_fn=lambda: tfb.FillScaleTriL(
+                    diag_shift=construction.machine_epsilon(dtype)
                 ),
             ),
         )
@@ -174,29 +153,16 @@ class MultivariateNormalTriLWithCustomGradient(tfd.AutoCompositeTensorDistributi
             f"{type(self).__name__} must implement _sample_with_custom_gradient."
         )
 
-    def _log_prob(self, x):
-        return self._multivariate_normal().log_prob(x)
-
-    def _mean(self):
-        return self._multivariate_normal().mean()
-
-    def _mode(self):
-        return self._multivariate_normal().mode()
-
-    def _covariance(self):
-        return self._multivariate_normal().covariance()
-
-    def _variance(self):
-        return self._multivariate_normal().variance()
-
-    def _stddev(self):
-        return self._multivariate_normal().stddev()
-
-    def _entropy(self):
-        return self._multivariate_normal().entropy()
+    _log_prob = _delegate_to_multivariate_normal("log_prob")
+    _mean = _delegate_to_multivariate_normal("mean")
+    _mode = _delegate_to_multivariate_normal("mode")
+    _covariance = _delegate_to_multivariate_normal("covariance")
+    _variance = _delegate_to_multivariate_normal("variance")
+    _stddev = _delegate_to_multivariate_normal("stddev")
+    _entropy = _delegate_to_multivariate_normal("entropy")
 
     def _default_event_space_bijector(self):
-        return identity.Identity(validate_args=self.validate_args)
+        return tfb.Identity(validate_args=self.validate_args)
 
 
 def _as_multivariate_normal(dist: tfd.Distribution) -> tfd.Distribution:

@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfp_vi_estimators.distributions import linalg_util, mvn_base, validation
+from tfp_vi_estimators.distributions import linalg_util, mvn_base
 
 __all__ = ["OMTMultivariateNormal"]
 
@@ -88,17 +88,7 @@ class OMTMultivariateNormal(mvn_base.MultivariateNormalTriLWithCustomGradient):
         """
         parameters = dict(locals())
         self._check_loc_and_scale_tril(loc, scale_tril, type(self).__name__)
-        dtype = validation.common_float_dtype({"loc": loc, "scale_tril": scale_tril})
-        with tf.name_scope(name) as name:
-            super().__init__(
-                loc,
-                scale_tril,
-                dtype=dtype,
-                validate_args=validate_args,
-                allow_nan_stats=allow_nan_stats,
-                parameters=parameters,
-                name=name,
-            )
+        self._initialize(parameters, ("loc", "scale_tril"))
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):

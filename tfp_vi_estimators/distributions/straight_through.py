@@ -11,16 +11,12 @@ from typing import Any
 
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.bijectors import sigmoid, softmax_centered, softplus
-from tensorflow_probability.python.internal import (
-    dtype_util,
-    parameter_properties,
-    tensor_util,
-)
-from tensorflow_probability.python.internal import prefer_static as ps
 
-from tfp_vi_estimators.distributions import validation
+from tfp_vi_estimators._internal import tfp_internals
+from tfp_vi_estimators._internal.tfp_internals import prefer_static as ps
+from tfp_vi_estimators.distributions import construction, validation
 
+tfb = tfp.bijectors
 tfd = tfp.distributions
 
 __all__ = [
@@ -104,41 +100,21 @@ class _RelaxedPreimageRegistry:
         return entry[1]
 
 
-class _RelaxedStraightThrough(tfd.AutoCompositeTensorDistribution):
+class _RelaxedStraightThrough(construction.FullyReparameterizedDistribution):
     """Shared machinery; subclasses say how to sample and score the pre-image."""
 
     _logits_event_ndims: int  # 1 for one-hot categorical, 0 for Bernoulli.
     _registry: _RelaxedPreimageRegistry
 
-    def __init__(
-        self,
-        temperature,
-        logits,
-        probs,
-        validate_args,
-        allow_nan_stats,
-        parameters,
-        name,
-    ):
-        cls_name = type(self).__name__
-        self._check_arguments(cls_name, temperature, logits, probs)
-        dtype = validation.common_float_dtype(
-            {"temperature": temperature, "logits": logits, "probs": probs}
+    def _check_and_initialize(self, parameters):
+        """The whole constructor of both subclasses, after `dict(locals())`."""
+        self._check_arguments(
+            type(self).__name__,
+            parameters["temperature"],
+            parameters["logits"],
+            parameters["probs"],
         )
-        with tf.name_scope(name) as name:
-            self._temperature = validation.convert_parameter(
-                temperature, dtype, "temperature"
-            )
-            self._logits = validation.convert_parameter(logits, dtype, "logits")
-            self._probs = validation.convert_parameter(probs, dtype, "probs")
-            super().__init__(
-                dtype=dtype,
-                reparameterization_type=tfd.FULLY_REPARAMETERIZED,
-                validate_args=validate_args,
-                allow_nan_stats=allow_nan_stats,
-                parameters=parameters,
-                name=name,
-            )
+        self._initialize(parameters, ("temperature", "logits", "probs"))
 
     @classmethod
     def _check_arguments(cls, cls_name, temperature, logits, probs):
@@ -168,6 +144,34 @@ class _RelaxedStraightThrough(tfd.AutoCompositeTensorDistribution):
         if probs is not None:
             validation.check_probabilities_if_static(probs, "probs")
 
+    @classmethod
+    def _relaxed_parameter_properties(cls, dtype, probs_bijector_fn):
+        """`ParameterProperties` of both subclasses, which differ in event rank.
+
+        Every subclass defines its own `_parameter_properties` (TFP warns when a
+        subclass with a new `__init__` inherits them) and returns these.
+        """
+        event_ndims = cls._logits_event_ndims
+
+        def temperature_shape_fn(sample_shape):
+            # `temperature` has the batch shape, `logits` one event dimension more.
+            return sample_shape[:-1] if event_ndims else sample_shape
+
+        return dict(
+            temperature=tfp.util.ParameterProperties(
+                shape_fn=temperature_shape_fn,
+                default_constraining_bijector_fn=(
+                    lambda: tfb.Softplus(low=construction.machine_epsilon(dtype))
+                ),
+            ),
+            logits=tfp.util.ParameterProperties(event_ndims=event_ndims),
+            probs=tfp.util.ParameterProperties(
+                event_ndims=event_ndims,
+                default_constraining_bijector_fn=probs_bijector_fn,
+                is_preferred=False,
+            ),
+        )
+
     @property
     def temperature(self):
         """The relaxation temperature."""
@@ -182,6 +186,22 @@ class _RelaxedStraightThrough(tfd.AutoCompositeTensorDistribution):
     def probs(self):
         """The `probs` argument (None if `logits` was given)."""
         return self._probs
+
+    def logits_parameter(self, name: str | None = None) -> tf.Tensor:
+        """Logits computed from whichever of `logits` / `probs` was given.
+
+        For the Bernoulli, the log-odds of 1.
+        """
+        with self._name_and_control_scope(name or "logits_parameter"):
+            return self._hard_distribution().logits_parameter()
+
+    def probs_parameter(self, name: str | None = None) -> tf.Tensor:
+        """Probabilities computed from whichever of `logits` / `probs` was given.
+
+        For the Bernoulli, the probability of 1.
+        """
+        with self._name_and_control_scope(name or "probs_parameter"):
+            return self._hard_distribution().probs_parameter()
 
     def _call_sample_n(self, sample_shape, seed, **kwargs):
         # Overridden instead of `_sample_n`, as TransformedDistribution does for
@@ -209,7 +229,7 @@ class _RelaxedStraightThrough(tfd.AutoCompositeTensorDistribution):
         if not self.validate_args:
             return []
         assertions = []
-        if is_init != tensor_util.is_ref(self._temperature):
+        if is_init != tfp_internals.has_reference_semantics(self._temperature):
             assertions.append(
                 tf.debugging.assert_positive(
                     self._temperature, message="`temperature` must be positive."
@@ -274,43 +294,11 @@ class RelaxedOneHotCategoricalStraightThrough(_RelaxedStraightThrough):
             one of them has static rank 0, or if statically known `temperature`
             is not positive or `probs` lies outside [0, 1].
         """
-        parameters = dict(locals())
-        super().__init__(
-            temperature,
-            logits,
-            probs,
-            validate_args,
-            allow_nan_stats,
-            parameters,
-            name,
-        )
+        self._check_and_initialize(dict(locals()))
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
-        return dict(
-            temperature=parameter_properties.ParameterProperties(
-                shape_fn=lambda sample_shape: sample_shape[:-1],
-                default_constraining_bijector_fn=(
-                    lambda: softplus.Softplus(low=dtype_util.eps(dtype))
-                ),
-            ),
-            logits=parameter_properties.ParameterProperties(event_ndims=1),
-            probs=parameter_properties.ParameterProperties(
-                event_ndims=1,
-                default_constraining_bijector_fn=softmax_centered.SoftmaxCentered,
-                is_preferred=False,
-            ),
-        )
-
-    def logits_parameter(self, name: str | None = None) -> tf.Tensor:
-        """Logits computed from whichever of `logits` / `probs` was given."""
-        with self._name_and_control_scope(name or "logits_parameter"):
-            return self._hard_distribution().logits_parameter()
-
-    def probs_parameter(self, name: str | None = None) -> tf.Tensor:
-        """Probabilities computed from whichever of `logits` / `probs` was given."""
-        with self._name_and_control_scope(name or "probs_parameter"):
-            return self._hard_distribution().probs_parameter()
+        return cls._relaxed_parameter_properties(dtype, tfb.SoftmaxCentered)
 
     def _event_shape(self):
         param = self._logits if self._logits is not None else self._probs
@@ -404,40 +392,11 @@ class RelaxedBernoulliStraightThrough(_RelaxedStraightThrough):
             statically known `temperature` is not positive or `probs` lies
             outside [0, 1].
         """
-        parameters = dict(locals())
-        super().__init__(
-            temperature,
-            logits,
-            probs,
-            validate_args,
-            allow_nan_stats,
-            parameters,
-            name,
-        )
+        self._check_and_initialize(dict(locals()))
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
-        return dict(
-            temperature=parameter_properties.ParameterProperties(
-                default_constraining_bijector_fn=(
-                    lambda: softplus.Softplus(low=dtype_util.eps(dtype))
-                ),
-            ),
-            logits=parameter_properties.ParameterProperties(),
-            probs=parameter_properties.ParameterProperties(
-                default_constraining_bijector_fn=sigmoid.Sigmoid, is_preferred=False
-            ),
-        )
-
-    def logits_parameter(self, name: str | None = None) -> tf.Tensor:
-        """Log-odds computed from whichever of `logits` / `probs` was given."""
-        with self._name_and_control_scope(name or "logits_parameter"):
-            return self._hard_distribution().logits_parameter()
-
-    def probs_parameter(self, name: str | None = None) -> tf.Tensor:
-        """Probability of 1 computed from whichever of `logits` / `probs` was given."""
-        with self._name_and_control_scope(name or "probs_parameter"):
-            return self._hard_distribution().probs_parameter()
+        return cls._relaxed_parameter_properties(dtype, tfb.Sigmoid)
 
     def _event_shape(self):
         return tf.TensorShape([])

@@ -11,15 +11,18 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from tensorflow_probability.python.internal import dtype_util, tensor_util
+
+from tfp_vi_estimators._internal import tfp_internals
 
 __all__ = [
     "check_float_tensor_like",
+    "check_known_sizes_equal",
     "check_positive_if_static",
     "check_probabilities_if_static",
     "common_float_dtype",
     "convert_parameter",
     "describe",
+    "static_dimensions",
     "static_shape",
 ]
 
@@ -44,6 +47,18 @@ def static_shape(value: Any) -> tf.TensorShape:
         except (TypeError, ValueError):
             return tf.TensorShape(None)
     return tf.TensorShape(shape)
+
+
+def static_dimensions(value: Any, axes: list[int]) -> tuple[int | None, ...]:
+    """The static sizes of `value` along `axes` (None where unknown).
+
+    All None when the static rank is unknown or 0; the caller checks the rank
+    first (`check_float_tensor_like(..., min_rank=...)`).
+    """
+    shape = static_shape(value)
+    if not shape.rank:
+        return tuple(None for _ in axes)
+    return tuple(tf.compat.dimension_value(shape[axis]) for axis in axes)
 
 
 def check_float_tensor_like(
@@ -78,7 +93,7 @@ def check_float_tensor_like(
                 f"`{name}` must be a floating-point Tensor{suffix}; got a Python value "
                 f"of numpy dtype {dtype}."
             )
-    elif not dtype_util.is_floating(tf.as_dtype(dtype)):
+    elif not tf.as_dtype(dtype).is_floating:
         raise TypeError(
             f"`{name}` must have a floating dtype (float16/32/64){suffix}; got "
             f"{describe(value)}."
@@ -90,8 +105,14 @@ def check_float_tensor_like(
         )
 
 
+def check_known_sizes_equal(size: int | None, other: int | None, message: str) -> None:
+    """Raises `ValueError(message)` if both static sizes are known and differ."""
+    if size is not None and other is not None and size != other:
+        raise ValueError(message)
+
+
 def _static_value(value: Any) -> np.ndarray | None:
-    if isinstance(value, tf.Variable) or tensor_util.is_ref(value):
+    if isinstance(value, tf.Variable) or tfp_internals.has_reference_semantics(value):
         return None  # Trainable state: its value may change, never freeze it.
     if tf.is_tensor(value):
         static = tf.get_static_value(value)
@@ -127,7 +148,7 @@ def convert_parameter(value: Any, dtype: tf.DType, name: str) -> Any:
     Keeping references (as TFP distributions do) is what lets gradients reach a
     `tf.Variable` or `tfp.util.TransformedVariable` parameter.
     """
-    return tensor_util.convert_nonref_to_tensor(value, dtype=dtype, name=name)
+    return tfp_internals.convert_nonref_to_tensor(value, dtype=dtype, name=name)
 
 
 def common_float_dtype(named_values: dict[str, Any]) -> tf.DType:

@@ -23,12 +23,37 @@ callable:        b   = baseline(),  trained to minimize E[(f - b)^2]
 
 import tensorflow as tf
 
-__all__ = ["make_baseline"]
+__all__ = [
+    "Baseline",
+    "CallableBaseline",
+    "LeaveOneOut",
+    "MovingAverage",
+    "NoBaseline",
+    "make_baseline",
+    "score_term",
+]
 
 
-class NoBaseline:
+class Baseline:
+    """The protocol every baseline follows.
+
+    Attributes:
+      min_sample_size: smallest `sample_size` the baseline works with.
+    """
+
     min_sample_size = 1
 
+    def __call__(self, f):
+        """The baseline `b`, broadcast to `f`'s shape `[S] + batch_shape`."""
+        raise NotImplementedError
+
+    def fit_term(self, signal, b):
+        """A value-neutral term that trains the baseline, or `None`."""
+        del signal, b
+        return None
+
+
+class NoBaseline(Baseline):
     def __call__(self, f):
         return tf.zeros_like(f)
 
@@ -36,7 +61,7 @@ class NoBaseline:
         return "None"
 
 
-class LeaveOneOut:
+class LeaveOneOut(Baseline):
     """`b_s`: the mean of the other draws' values (needs `sample_size >= 2`).
 
     With `allow_single_draw` (the `'auto'` baseline), a single draw gets no
@@ -57,41 +82,38 @@ class LeaveOneOut:
         return "'leave_one_out'"
 
 
-class MovingAverage:
+class MovingAverage(Baseline):
     """Bias-corrected exponential moving average of earlier steps' mean loss.
 
-    The state lives in variables this object owns, created on first use
-    (outside any `tf.function` graph), one entry per batch member.
+    The state lives in two variables created with the object (never inside a
+    traced loss): the average, one entry per batch member (its shape is set
+    by the first update), and the number of updates. They are kept in
+    float64 and read in the loss's dtype, which is exact for float32 and
+    float64 losses alike. Reuse the object across steps.
     """
-
-    min_sample_size = 1
 
     def __init__(self, decay):
         self.decay = decay
-        self._average = None
-        self._steps = None
-
-    def _create_state(self, f):
         with tf.init_scope():
             self._average = tf.Variable(
-                tf.zeros(f.shape[1:], f.dtype), trainable=False, name="baseline_average"
+                tf.zeros([], tf.float64),
+                trainable=False,
+                shape=tf.TensorShape(None),
+                name="baseline_average",
             )
             self._steps = tf.Variable(
-                0.0, dtype=f.dtype, trainable=False, name="baseline_steps"
+                0.0, dtype=tf.float64, trainable=False, name="baseline_steps"
             )
 
     def __call__(self, f):
-        if self._average is None:
-            self._create_state(f)
         f = tf.stop_gradient(f)
         decay = tf.cast(self.decay, f.dtype)
-        steps = self._steps.read_value()
-        correction = 1.0 - decay**steps
-        baseline = tf.math.divide_no_nan(self._average.read_value(), correction)
+        average = tf.cast(self._average.read_value(), f.dtype)
+        correction = 1.0 - decay ** tf.cast(self._steps.read_value(), f.dtype)
+        baseline = tf.math.divide_no_nan(average, correction)
         with tf.control_dependencies([baseline]):
-            self._average.assign(
-                decay * self._average + (1.0 - decay) * tf.reduce_mean(f, 0)
-            )
+            updated = decay * average + (1.0 - decay) * tf.reduce_mean(f, 0)
+            self._average.assign(tf.cast(updated, tf.float64))
             self._steps.assign_add(1.0)
         return tf.broadcast_to(baseline, tf.shape(f))
 
@@ -99,21 +121,22 @@ class MovingAverage:
         return f"'moving_average' (decay={self.decay})"
 
 
-class CallableBaseline:
+class CallableBaseline(Baseline):
     """`baseline()`: a user's (possibly learned) baseline, trained alongside.
 
-    The estimator adds the value-neutral term `-stop(f - b) * b`,
-    whose gradient is that of `1/2 (f - b)^2`, so an optimizer that updates
-    the baseline's variables with the rest fits `b` to `E[f]`.
+    `fit_term` is the value-neutral `-stop(f - b) * b`, whose gradient is that
+    of `1/2 (f - b)^2`, so an optimizer that updates the baseline's variables
+    with the rest fits `b` to `E[f]`.
     """
-
-    min_sample_size = 1
 
     def __init__(self, fn):
         self.fn = fn
 
     def __call__(self, f):
         return tf.broadcast_to(tf.cast(self.fn(), f.dtype), tf.shape(f))
+
+    def fit_term(self, signal, b):
+        return -signal * b
 
     def __repr__(self):
         return repr(self.fn)
@@ -126,25 +149,12 @@ def make_baseline(baseline, decay=0.9):
       TypeError: if `baseline` is not None, a known name or a callable.
       ValueError: if `decay` is not in [0, 1).
     """
-    if isinstance(baseline, (NoBaseline, LeaveOneOut, MovingAverage, CallableBaseline)):
+    if isinstance(baseline, Baseline):
         return baseline
     if baseline is None:
         return NoBaseline()
     if isinstance(baseline, str):
-        if baseline == "leave_one_out":
-            return LeaveOneOut()
-        if baseline == "auto":
-            return LeaveOneOut(allow_single_draw=True)
-        if baseline == "moving_average":
-            if not isinstance(decay, (int, float)) or isinstance(decay, bool):
-                raise TypeError(f"`decay` must be a float in [0, 1); got {decay!r}.")
-            if not 0.0 <= decay < 1.0:
-                raise ValueError(f"`decay` must be in [0, 1); got {decay}.")
-            return MovingAverage(float(decay))
-        raise ValueError(
-            "`baseline` must be None, 'leave_one_out', 'moving_average', 'auto' "
-            f"or a callable; got the string {baseline!r}."
-        )
+        return _named_baseline(baseline, decay)
     if callable(baseline):
         return CallableBaseline(baseline)
     raise TypeError(
@@ -153,11 +163,29 @@ def make_baseline(baseline, decay=0.9):
     )
 
 
+def _named_baseline(baseline, decay):
+    if baseline == "leave_one_out":
+        return LeaveOneOut()
+    if baseline == "auto":
+        return LeaveOneOut(allow_single_draw=True)
+    if baseline == "moving_average":
+        if not isinstance(decay, (int, float)) or isinstance(decay, bool):
+            raise TypeError(f"`decay` must be a float in [0, 1); got {decay!r}.")
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"`decay` must be in [0, 1); got {decay}.")
+        return MovingAverage(float(decay))
+    raise ValueError(
+        "`baseline` must be None, 'leave_one_out', 'moving_average', 'auto' "
+        f"or a callable; got the string {baseline!r}."
+    )
+
+
 def score_term(f, baseline, score):
     """Value-neutral surrogate: gradient `stop(f - b) grad score` (+ baseline fit)."""
     b = baseline(f)
     signal = tf.stop_gradient(f - b)
     term = signal * score
-    if isinstance(baseline, CallableBaseline):
-        term += -signal * b  # gradient of 1/2 (f - b)^2 with respect to b
+    fit = baseline.fit_term(signal, b)
+    if fit is not None:
+        term += fit
     return term - tf.stop_gradient(term)

@@ -27,9 +27,10 @@ coefficients on the same `log p(z_k)`. The surrogate is
 `z~ = z` in value and its backward pass multiplies the incoming gradient of
 particle k by `wt_k (1 - f2 / f1)`, turning `f1 wt_k` into
 `(f1 - f2) wt_k^2` on the path to phi. The multiplier is only known after the
-target has been evaluated at `z~`, so it is handed to the backward pass
-through `DeferredGradientScale`; the backward pass runs after the forward pass
-in eager mode, `tf.function` and XLA alike. Where `f1` is exactly zero the
+target has been evaluated at `z~`, so the plan asks for samples drawn through
+a `GradientScale` (`PathGradient.SCALED`), which the loss hands to
+`per_draw_loss` and which the estimator sets; the backward pass runs after the
+forward pass in eager mode, `tf.function` and XLA alike. Where `f1` is exactly zero the
 surrogate's coefficient is zero and that draw contributes no phi gradient (the
 `-f2` term is lost on that measure-zero set).
 
@@ -47,58 +48,14 @@ surrogate's coefficient is zero and that draw contributes no phi gradient (the
 
 import tensorflow as tf
 
-from tfp_vi_estimators.csiszar import discrepancy_derivatives
-from tfp_vi_estimators.distributions.straight_through import carry_pairing
+from tfp_vi_estimators._internal.discrepancy import discrepancy_derivatives
 from tfp_vi_estimators.estimators.base import (
     GradientEstimator,
     log_mean_exp,
+    pathwise_plan,
     with_gradient_of,
 )
-
-
-class DeferredGradientScale:
-    """Identity on samples whose backward pass multiplies by a scale set later.
-
-    `apply(samples)` returns the samples unchanged; `set(scale)` gives the
-    per-particle multiplier, shaped `[S, K] + batch_shape`, once it is known.
-    The backward pass flattens it to the samples' `[S * K] + batch_shape`
-    layout and broadcasts it over each sample's event dimensions.
-    """
-
-    def __init__(self):
-        self._scale = None
-
-    def set(self, scale):
-        self._scale = scale
-
-    def _scaled_like(self, upstream):
-        if self._scale is None:
-            raise RuntimeError(
-                "DeferredGradientScale: the backward pass ran before the "
-                "estimator set its scale."
-            )
-        scale = self._scale
-        # [S, K] + batch -> [S * K] + batch + [1] * event_rank
-        event_rank = upstream.shape.rank - (scale.shape.rank - 1)
-        flat_shape = tf.concat(
-            [[-1], tf.shape(scale)[2:], tf.ones([event_rank], tf.int32)], axis=0
-        )
-        flat = tf.reshape(scale, flat_shape)
-        return upstream * tf.cast(flat, upstream.dtype)
-
-    def apply(self, samples):
-        @tf.custom_gradient
-        def identity(x):
-            return tf.identity(x), self._scaled_like
-
-        def scaled(x):
-            y = identity(x)
-            # A straight-through sample keeps its relaxed pre-image (scaled the
-            # same way), so the stopped copy still scores the relaxed density.
-            carry_pairing(x, y, identity)
-            return y
-
-        return tf.nest.map_structure(scaled, samples)
+from tfp_vi_estimators.estimators.plan import Density, PathGradient
 
 
 class DoublyReparameterized(GradientEstimator):
@@ -120,12 +77,12 @@ class DoublyReparameterized(GradientEstimator):
         if not 0.0 <= score_weight <= 1.0:
             raise ValueError(f"`score_weight` must be in [0, 1]; got {score_weight}.")
         self.score_weight = float(score_weight)
+        densities = [Density.STOPPED_PARAMETERS]
+        if self.score_weight < 1.0:
+            densities.append(Density.STOPPED_SAMPLE)
+        self.plan = pathwise_plan(*densities, path_gradient=PathGradient.SCALED)
 
-    def prepare_samples(self, samples):
-        scale = DeferredGradientScale()
-        return scale.apply(samples), scale
-
-    def per_draw_loss(self, log_densities, discrepancy_fn, state):
+    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
         c = self.score_weight
         log_weights = log_densities.target - log_densities.stopped_parameters
         if c < 1.0:
@@ -141,7 +98,7 @@ class DoublyReparameterized(GradientEstimator):
         # theta's coefficient is f1 wt; the path to phi needs
         # c (f1 - f2) wt^2 + (1 - c) f1 wt, hence this multiplier on z's gradient.
         path_scale = weights * (1.0 - tf.math.divide_no_nan(f2, f1))
-        state.set(c * path_scale + (1.0 - c))
+        gradient_scale.set(c * path_scale + (1.0 - c))
         surrogate = tf.reduce_sum(tf.stop_gradient(f1 * weights) * log_weights, axis=1)
         return with_gradient_of(discrepancy_fn(log_mean), surrogate)
 

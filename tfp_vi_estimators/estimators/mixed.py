@@ -26,8 +26,15 @@ through the parts that cannot be differentiated and warns that the result
 
 import tensorflow as tf
 
-from tfp_vi_estimators.estimators.base import PARTIAL, GradientEstimator, log_mean_exp
+from tfp_vi_estimators.estimators.base import GradientEstimator, log_mean_exp
 from tfp_vi_estimators.estimators.baselines import make_baseline, score_term
+from tfp_vi_estimators.estimators.plan import (
+    Density,
+    Layout,
+    Needs,
+    PathGradient,
+    SamplingPlan,
+)
 
 
 class MixedReparameterization(GradientEstimator):
@@ -39,14 +46,18 @@ class MixedReparameterization(GradientEstimator):
       decay: decay of the `'moving_average'` baseline. Default value: `0.9`.
     """
 
-    reparameterization = PARTIAL
-
     def __init__(self, baseline="auto", decay=0.9):
         self.baseline = make_baseline(baseline, decay)
-        self.min_sample_size = self.baseline.min_sample_size
+        self.plan = SamplingPlan(
+            needs=Needs.PARTIAL,
+            layout=Layout.DRAWS_FIRST,
+            path_gradient=PathGradient.LIVE,
+            densities=frozenset({Density.SURROGATE, Density.NON_REPARAMETERIZED}),
+            min_sample_size=self.baseline.min_sample_size,
+        )
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, state):
-        del state
+    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
+        del gradient_scale
         f = discrepancy_fn(log_mean_exp(log_densities.target - log_densities.surrogate))
         score = tf.reduce_sum(log_densities.non_reparameterized, axis=1)
         return f + score_term(f, self.baseline, score)

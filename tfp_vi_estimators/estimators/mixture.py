@@ -28,37 +28,36 @@ component), not the plain Monte Carlo one, so it differs from
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.estimators.base import GradientEstimator
+from tfp_vi_estimators.estimators.plan import (
+    Density,
+    Layout,
+    Needs,
+    PathGradient,
+    SamplingPlan,
+)
 
 
 class MixtureStickingTheLanding(GradientEstimator):
-    """Roeder et al.'s Algorithm 3 for `tfd.MixtureSameFamily` surrogates."""
+    """Roeder et al.'s Algorithm 3 for `tfd.MixtureSameFamily` surrogates.
 
-    stratified_mixture = True
+    Needs a `tfd.MixtureSameFamily` surrogate with reparameterized
+    components, `importance_sample_size=1` and `discrepancy_fn=kl_reverse`.
+    """
 
-    def check_surrogate(self, surrogate):
-        if not isinstance(surrogate, tfp.distributions.MixtureSameFamily):
-            raise ValueError(
-                "MixtureStickingTheLanding needs a tfd.MixtureSameFamily "
-                f"`surrogate_posterior`; got {type(surrogate).__name__}."
-            )
-        super().check_surrogate(surrogate.components_distribution)
+    plan = SamplingPlan(
+        needs=Needs.FULL,
+        layout=Layout.ONE_PER_COMPONENT,
+        path_gradient=PathGradient.LIVE,
+        densities=frozenset(
+            {Density.STOPPED_PARAMETERS, Density.COMPONENT_LOG_WEIGHTS}
+        ),
+        max_importance_sample_size=1,
+        discrepancy_fn=tfp.vi.kl_reverse,
+    )
 
-    def check_arguments(self, sample_size, importance_sample_size, discrepancy_fn):
-        if importance_sample_size != 1:
-            raise ValueError(
-                "MixtureStickingTheLanding needs `importance_sample_size=1`; got "
-                f"{importance_sample_size}."
-            )
-        if discrepancy_fn is not kl_reverse:
-            raise ValueError(
-                "MixtureStickingTheLanding is unbiased only for the ELBO: "
-                f"`discrepancy_fn` must be kl_reverse; got {discrepancy_fn!r}."
-            )
-
-    def per_draw_loss(self, log_densities, discrepancy_fn, state):
-        del state
+    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
+        del gradient_scale
         log_weights = log_densities.target - log_densities.stopped_parameters
         component_weights = tf.exp(log_densities.component_log_weights)
         return tf.reduce_sum(component_weights * discrepancy_fn(log_weights), axis=1)

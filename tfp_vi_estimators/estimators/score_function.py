@@ -23,8 +23,15 @@ baseline `b` that does not depend on the current draw (see `baselines`).
 
 import tensorflow as tf
 
-from tfp_vi_estimators.estimators.base import NONE, GradientEstimator, log_mean_exp
+from tfp_vi_estimators.estimators.base import GradientEstimator, log_mean_exp
 from tfp_vi_estimators.estimators.baselines import make_baseline, score_term
+from tfp_vi_estimators.estimators.plan import (
+    Density,
+    Layout,
+    Needs,
+    PathGradient,
+    SamplingPlan,
+)
 
 
 class ScoreFunction(GradientEstimator):
@@ -40,14 +47,18 @@ class ScoreFunction(GradientEstimator):
       decay: decay of the moving average. Default value: `0.9`.
     """
 
-    reparameterization = NONE
-
     def __init__(self, baseline=None, decay=0.9):
         self.baseline = make_baseline(baseline, decay)
-        self.min_sample_size = self.baseline.min_sample_size
+        self.plan = SamplingPlan(
+            needs=Needs.NONE,
+            layout=Layout.DRAWS_FIRST,
+            path_gradient=PathGradient.STOPPED,
+            densities=frozenset({Density.SURROGATE}),
+            min_sample_size=self.baseline.min_sample_size,
+        )
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, state):
-        del state
+    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
+        del gradient_scale
         log_q = log_densities.surrogate
         f = discrepancy_fn(log_mean_exp(log_densities.target - log_q))
         return f + score_term(f, self.baseline, tf.reduce_sum(log_q, axis=1))

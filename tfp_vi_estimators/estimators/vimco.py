@@ -19,18 +19,30 @@ averages come from `tfp.stats.log_soomean_exp`. O(K) per draw.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators.estimators.base import NONE, GradientEstimator, with_gradient_of
+from tfp_vi_estimators.estimators.base import GradientEstimator, with_gradient_of
+from tfp_vi_estimators.estimators.plan import (
+    Density,
+    Layout,
+    Needs,
+    PathGradient,
+    SamplingPlan,
+)
 
 
 class VIMCO(GradientEstimator):
     """Mnih & Rezende's multi-sample score-function estimator (K >= 2)."""
 
-    reparameterization = NONE
-    particles_first = True
-    min_importance_sample_size = 2
+    # tfp.vi draws VIMCO's samples particles first; so do we (same samples).
+    plan = SamplingPlan(
+        needs=Needs.NONE,
+        layout=Layout.PARTICLES_FIRST,
+        path_gradient=PathGradient.STOPPED,
+        densities=frozenset({Density.SURROGATE}),
+        min_importance_sample_size=2,
+    )
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, state):
-        del state
+    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
+        del gradient_scale
         log_q = log_densities.surrogate
         log_swap_out_mean, log_mean = tfp.stats.log_soomean_exp(
             log_densities.target - log_q, axis=1

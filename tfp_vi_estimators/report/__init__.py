@@ -1,7 +1,6 @@
 """The estimator report: `python -m tfp_vi_estimators report [--out DIR] [--quick]`.
 
-Sections (each a module with `run(settings, progress, out_dir)` returning a
-`SectionResult`; the list is `SECTIONS` in `tfp_vi_estimators.report.run`):
+Sections, in order (`SECTIONS` in `tfp_vi_estimators.report.run`):
 
 - `stl_fig1`: Roeder et al. (2017) Fig. 1, KL against steps for the total
   and the path derivative on a 100-d Gaussian.
@@ -10,10 +9,24 @@ Sections (each a module with `run(settings, progress, out_dir)` returning a
 - `variance`: gradient variance and SNR of every estimator and option.
 - `bias`: our DOUBLY_REPARAMETERIZED and tfp.vi's against the total
   derivative, in standard errors.
-- `speed`: step time against tfp.vi (the core speed benchmark).
+- `speed`: step time against tfp.vi (the timing harness of `timing`).
+
+Each section module computes its numbers (`compute(settings)`, a frozen
+dataclass), renders them (`render`, `summarize`) and, for the first two, plots
+them (`plot`); see `report.section`. The rest of the package:
+
+- `settings`: `Settings` and the `PRESETS` full, quick and tiny;
+- `run`: runs the sections and writes the report (`run_report`);
+- `document`: report.json, report.md and the summary table;
+- `formatting`: numbers as table cells and JSON values;
+- `figures`: matplotlib helpers (the only module that imports it);
+- `progress`: the progress printer;
+- `timing`: the speed harness, shared with `benchmarks/speed_vs_tfp.py`;
+- `cli`: the command line.
 """
 
-from tfp_vi_estimators.report._common import PRESETS, SectionResult, Settings
-from tfp_vi_estimators.report.run import SECTIONS, Section, run_report
+from tfp_vi_estimators.report.run import SECTIONS, run_report
+from tfp_vi_estimators.report.section import Section, SectionResult
+from tfp_vi_estimators.report.settings import PRESETS, Settings
 
 __all__ = ["PRESETS", "SECTIONS", "Section", "SectionResult", "Settings", "run_report"]

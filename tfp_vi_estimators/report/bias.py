@@ -21,6 +21,7 @@ All draws come from one vectorized call: the parameters are batch-shaped
 with respect to member n is draw n's estimate.
 """
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -30,13 +31,11 @@ import tensorflow_probability as tfp
 from tfp_vi_estimators import csiszar
 from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
 from tfp_vi_estimators.problems import LIKELIHOOD_SCALE, X_OBSERVED, DecoderProblem
-from tfp_vi_estimators.report._common import SectionResult, fmt
+from tfp_vi_estimators.report.formatting import fmt, markdown_table
+from tfp_vi_estimators.report.progress import silent
+from tfp_vi_estimators.report.section import Section
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
-tfd = tfp.distributions
-
-NAME = "bias"
-TITLE = "Bias of DOUBLY_REPARAMETERIZED: ours against tfp.vi"
 DISCREPANCIES = {
     "kl_reverse": csiszar.kl_reverse,
     "kl_forward": csiszar.kl_forward,
@@ -44,6 +43,30 @@ DISCREPANCIES = {
     "jensen_shannon": csiszar.jensen_shannon,
     "amari_alpha(0.5)": functools.partial(csiszar.amari_alpha, alpha=0.5),
 }
+# The decoder problem's parameters (m, s, theta) where the gradients are taken.
+PARAMETERS = dict(loc=0.2, scale=0.6, theta=1.3)
+VARIABLES = ("m", "log_s", "theta")
+IMPLEMENTATIONS = ("REPARAMETERIZATION", "DOUBLY_REPARAMETERIZED", "tfp.vi")
+
+
+@dataclasses.dataclass(frozen=True)
+class BiasResult:
+    """z-scores of ours and tfp.vi's DReG against the total derivative.
+
+    Attributes:
+      num_draws: paired draws per row.
+      model: the decoder problem's parameters, observation and noise scale.
+      rows: one dict per (discrepancy, K, variable): means of the reference,
+        ours and tfp.vi's, the z-scores of both against the reference, and
+        the ratio of our standard deviation to the reference's.
+      max_abs_z_ours, max_abs_z_tfp: the largest |z| over all rows.
+    """
+
+    num_draws: int
+    model: dict
+    rows: tuple
+    max_abs_z_ours: float
+    max_abs_z_tfp: float
 
 
 def per_draw_gradients(problem, implementation, k, discrepancy_fn, seed):
@@ -80,83 +103,112 @@ def z_score(differences):
     return float(mean / se)
 
 
-def run(settings, progress, out_dir):
-    """z-scores of ours and tfp.vi's DReG against the total derivative (no plot)."""
-    del out_dir  # no plot
-    num_draws = settings.bias_draws
-    problem = DecoderProblem(num_draws)
-    names = ["m", "log_s", "theta"]
-    rows = []
-    for d_name, discrepancy_fn in DISCREPANCIES.items():
-        for k in settings.bias_ks:
-            seed = (settings.seed + 7, 11 + k)
-            grads = {
-                impl: per_draw_gradients(problem, impl, k, discrepancy_fn, seed)
-                for impl in ("REPARAMETERIZATION", "DOUBLY_REPARAMETERIZED", "tfp.vi")
-            }
-            for i, var in enumerate(names):
-                reference = grads["REPARAMETERIZATION"][i]
-                ours = grads["DOUBLY_REPARAMETERIZED"][i]
-                theirs = grads["tfp.vi"][i]
-                ref_sd = reference.std(ddof=1)
-                rows.append(
-                    dict(
-                        discrepancy=d_name,
-                        K=k,
-                        variable=var,
-                        reference_mean=float(reference.mean()),
-                        reference_se=float(ref_sd / np.sqrt(num_draws)),
-                        ours_mean=float(ours.mean()),
-                        tfp_mean=float(theirs.mean()),
-                        z_ours=z_score(ours - reference),
-                        z_tfp=z_score(theirs - reference),
-                        sd_ratio_ours=float(ours.std(ddof=1) / ref_sd)
-                        if ref_sd > 0
-                        else float("nan"),
-                    )
-                )
-            mine = rows[-len(names) :]
-            progress(
-                f"{d_name} K={k}: largest abs z ours {max(abs(r['z_ours']) for r in mine):.1f}, "
-                f"tfp.vi {max(abs(r['z_tfp']) for r in mine):.1f}"
-            )
-    lines = [
-        "| discrepancy | K | parameter | reference mean | ours mean | tfp.vi mean "
-        "| z ours | z tfp.vi | sd ours / sd reference |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['discrepancy']} | {r['K']} | {r['variable']} | "
-            f"{fmt(r['reference_mean'], 4)} | {fmt(r['ours_mean'], 4)} | "
-            f"{fmt(r['tfp_mean'], 4)} | {r['z_ours']:+.1f} | {r['z_tfp']:+.1f} | "
-            f"{fmt(r['sd_ratio_ours'], 2)} |"
+def compare_draws(reference, ours, theirs):
+    """Means, z-scores and sd ratio of one variable's paired gradient draws."""
+    ref_sd = reference.std(ddof=1)
+    return dict(
+        reference_mean=float(reference.mean()),
+        reference_se=float(ref_sd / np.sqrt(reference.size)),
+        ours_mean=float(ours.mean()),
+        tfp_mean=float(theirs.mean()),
+        z_ours=z_score(ours - reference),
+        z_tfp=z_score(theirs - reference),
+        sd_ratio_ours=float(ours.std(ddof=1) / ref_sd) if ref_sd > 0 else float("nan"),
+    )
+
+
+def measure_case(problem, d_name, k, seed):
+    """One row per variable for one discrepancy and K, all on the same draws."""
+    grads = {
+        impl: per_draw_gradients(problem, impl, k, DISCREPANCIES[d_name], seed)
+        for impl in IMPLEMENTATIONS
+    }
+    return [
+        dict(
+            discrepancy=d_name,
+            K=k,
+            variable=var,
+            **compare_draws(*(grads[impl][i] for impl in IMPLEMENTATIONS)),
         )
-    max_ours = max(abs(r["z_ours"]) for r in rows)
-    max_tfp = max(abs(r["z_tfp"]) for r in rows)
-    markdown = "\n".join(
+        for i, var in enumerate(VARIABLES)
+    ]
+
+
+def compute(settings, progress=silent):
+    """z-scores of ours and tfp.vi's DReG for every discrepancy and K."""
+    problem = DecoderProblem(settings.bias_draws, **PARAMETERS)
+    rows = []
+    for d_name in DISCREPANCIES:
+        for k in settings.bias_ks:
+            case = measure_case(problem, d_name, k, seed=(settings.seed + 7, 11 + k))
+            rows += case
+            progress(
+                f"{d_name} K={k}: largest abs z ours "
+                f"{max(abs(r['z_ours']) for r in case):.1f}, "
+                f"tfp.vi {max(abs(r['z_tfp']) for r in case):.1f}"
+            )
+    return BiasResult(
+        num_draws=settings.bias_draws,
+        model=dict(**PARAMETERS, x=X_OBSERVED, likelihood_scale=LIKELIHOOD_SCALE),
+        rows=tuple(rows),
+        max_abs_z_ours=max(abs(r["z_ours"]) for r in rows),
+        max_abs_z_tfp=max(abs(r["z_tfp"]) for r in rows),
+    )
+
+
+def render(result):
+    """The section's Markdown: how to read it, and a row per case and variable."""
+    table = markdown_table(
         [
-            f"{num_draws} paired draws per row; `m`, `log_s` are the surrogate's "
-            "parameters, `theta` the decoder's. z: mean paired difference from "
-            "the total-derivative (REPARAMETERIZATION) gradient in standard "
-            "errors; |z| below about 4 is consistent with no bias (the tests use "
-            f"4.5). Largest |z|: ours {max_ours:.1f}, tfp.vi {max_tfp:.1f}.",
+            "discrepancy",
+            "K",
+            "parameter",
+            "reference mean",
+            "ours mean",
+            "tfp.vi mean",
+            "z ours",
+            "z tfp.vi",
+            "sd ours / sd reference",
+        ],
+        [
+            [
+                r["discrepancy"],
+                str(r["K"]),
+                r["variable"],
+                fmt(r["reference_mean"], 4),
+                fmt(r["ours_mean"], 4),
+                fmt(r["tfp_mean"], 4),
+                f"{r['z_ours']:+.1f}",
+                f"{r['z_tfp']:+.1f}",
+                fmt(r["sd_ratio_ours"], 2),
+            ]
+            for r in result.rows
+        ],
+    )
+    return "\n".join(
+        [
+            f"{result.num_draws} paired draws per row; `m`, `log_s` are the "
+            "surrogate's parameters, `theta` the decoder's. z: mean paired "
+            "difference from the total-derivative (REPARAMETERIZATION) gradient "
+            "in standard errors; |z| below about 4 is consistent with no bias (the "
+            f"tests use 4.5). Largest |z|: ours {result.max_abs_z_ours:.1f}, "
+            f"tfp.vi {result.max_abs_z_tfp:.1f}.",
             "",
-            "\n".join(lines),
+            table,
         ]
     )
-    summary = [("largest abs z (bias)", f"ours {max_ours:.1f}, tfp.vi {max_tfp:.1f}")]
-    data = dict(
-        num_draws=num_draws,
-        model=dict(
-            loc=0.2,
-            scale=0.6,
-            theta=1.3,
-            x=X_OBSERVED,
-            likelihood_scale=LIKELIHOOD_SCALE,
-        ),
-        rows=rows,
-        max_abs_z_ours=max_ours,
-        max_abs_z_tfp=max_tfp,
-    )
-    return SectionResult(TITLE, markdown, data, summary)
+
+
+def summarize(result):
+    """The largest |z| of ours and of tfp.vi's."""
+    return [
+        (
+            "largest abs z (bias)",
+            f"ours {result.max_abs_z_ours:.1f}, tfp.vi {result.max_abs_z_tfp:.1f}",
+        )
+    ]
+
+
+NAME = "bias"
+TITLE = "Bias of DOUBLY_REPARAMETERIZED: ours against tfp.vi"
+SECTION = Section(NAME, TITLE, compute, render, summarize)

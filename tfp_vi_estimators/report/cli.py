@@ -7,6 +7,7 @@ five minutes on two cores); the default full run takes under thirty.
 """
 
 import argparse
+import dataclasses
 import pathlib
 import sys
 
@@ -44,6 +45,25 @@ def _parser(section_names):
     return parser
 
 
+def _checked_args(parser, argv, names):
+    """`(flags, chosen sections or None)`; `parser.error` (exit 2) for bad flags."""
+    args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} exists and is not a directory")
+    chosen = None
+    if args.sections is not None:
+        chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
+        unknown = [s for s in chosen if s not in names]
+        if unknown or not chosen:
+            parser.error(
+                f"--sections: unknown {', '.join(unknown) or '(empty)'}; choose from "
+                + ", ".join(names)
+            )
+    if args.seed < 0:
+        parser.error(f"--seed must be non-negative; got {args.seed}")
+    return args, chosen
+
+
 def main(argv=None):
     """Parses `argv`, runs the report, returns it as a dict.
 
@@ -51,28 +71,12 @@ def main(argv=None):
       SystemExit: 2 for bad flags (with an argparse message), 1 if a section
         failed (the report is still written, with the error).
     """
-    from tfp_vi_estimators.report._common import PRESETS
     from tfp_vi_estimators.report.run import SECTIONS, run_report
+    from tfp_vi_estimators.report.settings import PRESETS
 
     names = [s.name for s in SECTIONS]
-    parser = _parser(names)
-    args = parser.parse_args(argv)
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} exists and is not a directory")
-    sections = None
-    if args.sections is not None:
-        sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-        unknown = [s for s in sections if s not in names]
-        if unknown or not sections:
-            parser.error(
-                f"--sections: unknown {', '.join(unknown) or '(empty)'}; choose from "
-                + ", ".join(names)
-            )
-    if args.seed < 0:
-        parser.error(f"--seed must be non-negative; got {args.seed}")
+    args, sections = _checked_args(_parser(names), argv, names)
     preset = "tiny" if args.tiny else "quick" if args.quick else "full"
-    import dataclasses
-
     settings = dataclasses.replace(PRESETS[preset], seed=args.seed)
     command = "python -m tfp_vi_estimators report " + " ".join(
         sys.argv[2:] if argv is None else argv

@@ -25,25 +25,58 @@ Expected shapes: IWAE's (REPARAMETERIZATION) SNR falls like `K^-1/2`, DReG's
 estimators sit far below both.
 """
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators.diagnostics import gradient_moments
 from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
-from tfp_vi_estimators.report._common import SectionResult, fmt, new_figure, save_figure
+from tfp_vi_estimators.report import figures
+from tfp_vi_estimators.report.formatting import fmt, markdown_table
+from tfp_vi_estimators.report.progress import silent
+from tfp_vi_estimators.report.section import Section
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
 tfd = tfp.distributions
 
-NAME = "snr_vs_k"
-TITLE = "SNR of the inference-network gradient against K"
 ESTIMATORS = {
     "IWAE (REPARAMETERIZATION)": GE.REPARAMETERIZATION,
     "DReG (DOUBLY_REPARAMETERIZED)": GE.DOUBLY_REPARAMETERIZED,
     "VIMCO": GE.VIMCO,
     "SCORE_FUNCTION": GE.SCORE_FUNCTION,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class SnrResult:
+    """SNR of each parameter group per estimator and K, and log-log slopes.
+
+    Attributes:
+      dim, num_data, perturbation: the model's sizes (`snr_*` settings).
+      num_draws: gradient draws per point.
+      ks: the K measured.
+      groups: names of the parameter groups (`A`, `b`).
+      points: one dict per (estimator, K): per group `snr_<g>` (debiased RMS),
+        `plain_mean_snr_<g>` and `total_variance_<g>`.
+      slopes: one dict per estimator: per group `slope_<g>` and
+        `tail_slope_<g>`.
+    """
+
+    dim: int
+    num_data: int
+    perturbation: float
+    num_draws: int
+    ks: tuple
+    groups: tuple
+    points: tuple
+    slopes: tuple
+
+    @property
+    def noise_floor(self):
+        """1 / sqrt(draws): SNRs below it are not resolved."""
+        return 1.0 / np.sqrt(self.num_draws)
 
 
 class LinearGaussianModel:
@@ -68,6 +101,11 @@ class LinearGaussianModel:
     @property
     def variables(self):
         return [self.a, self.b]
+
+    @property
+    def groups(self):
+        """The variables' names: `A`, `b`."""
+        return [v.name.split(":")[0] for v in self.variables]
 
     def surrogate(self):
         loc = tf.linalg.matvec(self.a, self.x) + self.b
@@ -97,50 +135,51 @@ def fit_slope(ks, snrs, floor=0.0):
     return float(np.polyfit(np.log(ks[keep]), np.log(snrs[keep]), 1)[0])
 
 
-def run(settings, progress, out_dir):
-    """SNR of the A and b gradients for every estimator and K; slopes and plot."""
-    model = LinearGaussianModel(
-        settings.snr_dim,
-        settings.snr_num_data,
-        settings.snr_perturbation,
-        settings.seed,
-    )
-    draws = settings.snr_draws
-    groups = [v.name.split(":")[0] for v in model.variables]
+def measure_point(model, label, estimator, k, num_draws, seed):
+    """SNR and variance of each parameter group for one estimator and K."""
+
+    def loss(loss_seed):
+        return monte_carlo_variational_loss(
+            model.target_log_prob,
+            model.surrogate(),
+            importance_sample_size=k,
+            gradient_estimator=estimator,
+            seed=loss_seed,
+        )
+
+    moments = tf.function(
+        lambda: gradient_moments(loss, model.variables, num_draws, seed=seed)
+    )()
+    point = dict(estimator=estimator.name, label=label, K=k)
+    for group, m, v, snr in zip(
+        model.groups, moments.mean, moments.variance, moments.snr, strict=True
+    ):
+        point[f"snr_{group}"] = debiased_rms_snr(m, v, num_draws)
+        point[f"plain_mean_snr_{group}"] = float(tf.reduce_mean(snr))
+        point[f"total_variance_{group}"] = float(tf.reduce_sum(v))
+    return point
+
+
+def measure_points(settings, model, progress):
+    """`measure_point` for every estimator and K (VIMCO from K = 2)."""
     points = []
     for label, estimator in ESTIMATORS.items():
         for k in settings.snr_ks:
             if estimator == GE.VIMCO and k < 2:
                 continue
-
-            def loss(seed, estimator=estimator, k=k):
-                return monte_carlo_variational_loss(
-                    model.target_log_prob,
-                    model.surrogate(),
-                    importance_sample_size=k,
-                    gradient_estimator=estimator,
-                    seed=seed,
-                )
-
-            moments = tf.function(
-                lambda loss=loss: gradient_moments(
-                    loss, model.variables, draws, seed=(settings.seed, 17)
-                )
-            )()
-            point = dict(estimator=estimator.name, label=label, K=k)
-            for group, m, v, snr in zip(
-                groups, moments.mean, moments.variance, moments.snr, strict=True
-            ):
-                point[f"snr_{group}"] = debiased_rms_snr(m, v, draws)
-                point[f"plain_mean_snr_{group}"] = float(tf.reduce_mean(snr))
-                point[f"total_variance_{group}"] = float(tf.reduce_sum(v))
+            point = measure_point(
+                model, label, estimator, k, settings.snr_draws, (settings.seed, 17)
+            )
             points.append(point)
             progress(
                 f"{estimator.name} K={k}: "
-                + ", ".join(f"SNR {g} {fmt(point[f'snr_{g}'])}" for g in groups)
+                + ", ".join(f"SNR {g} {fmt(point[f'snr_{g}'])}" for g in model.groups)
             )
+    return points
 
-    floor = 1.0 / np.sqrt(draws)
+
+def fit_slopes(points, groups, floor):
+    """Per estimator and group: slope over all K and between the two largest."""
     slopes = []
     for label, estimator in ESTIMATORS.items():
         mine = [p for p in points if p["estimator"] == estimator.name]
@@ -151,71 +190,86 @@ def run(settings, progress, out_dir):
             row[f"slope_{g}"] = fit_slope(ks, snrs, floor)
             row[f"tail_slope_{g}"] = fit_slope(ks[-2:], snrs[-2:], floor)
         slopes.append(row)
+    return slopes
 
-    data = dict(
+
+def compute(settings, progress=silent):
+    """SNR of the A and b gradients for every estimator and K: a `SnrResult`."""
+    model = LinearGaussianModel(
+        settings.snr_dim,
+        settings.snr_num_data,
+        settings.snr_perturbation,
+        settings.seed,
+    )
+    points = measure_points(settings, model, progress)
+    floor = 1.0 / np.sqrt(settings.snr_draws)
+    return SnrResult(
         dim=settings.snr_dim,
         num_data=settings.snr_num_data,
         perturbation=settings.snr_perturbation,
-        num_draws=draws,
-        ks=list(settings.snr_ks),
-        groups=groups,
-        points=points,
-        slopes=slopes,
+        num_draws=settings.snr_draws,
+        ks=tuple(settings.snr_ks),
+        groups=tuple(model.groups),
+        points=tuple(points),
+        slopes=tuple(fit_slopes(points, model.groups, floor)),
     )
-    plot = f"{NAME}.png"
-    plot_snr(data, out_dir / plot)
 
-    header = "| estimator | " + " | ".join(f"K={k}" for k in settings.snr_ks) + " |"
-    tables = []
-    for g in groups:
-        lines = [f"SNR of the `{g}` gradient:", "", header]
-        lines.append("|---|" + "---|" * len(settings.snr_ks))
-        for label, estimator in ESTIMATORS.items():
-            by_k = {p["K"]: p for p in points if p["estimator"] == estimator.name}
-            cells = [
-                _cell(by_k[k][f"snr_{g}"], floor) if k in by_k else "-"
-                for k in settings.snr_ks
-            ]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        tables.append("\n".join(lines))
-    slope_lines = [
-        "| estimator | "
-        + " | ".join(f"slope {g} | tail slope {g}" for g in groups)
-        + " |",
-        "|---|" + "---|---|" * len(groups),
-    ]
-    for r in slopes:
-        slope_lines.append(
-            f"| {r['label']} | "
-            + " | ".join(
-                f"{fmt(r[f'slope_{g}'], 2)} | {fmt(r[f'tail_slope_{g}'], 2)}"
-                for g in groups
-            )
-            + " |"
-        )
-    markdown = "\n".join(
+
+def _snr_table(result, group):
+    """SNR of one group: a row per estimator, a column per K."""
+    rows = []
+    for label, estimator in ESTIMATORS.items():
+        by_k = {p["K"]: p for p in result.points if p["estimator"] == estimator.name}
+        cells = [
+            _cell(by_k[k][f"snr_{group}"], result.noise_floor) if k in by_k else "-"
+            for k in result.ks
+        ]
+        rows.append([label, *cells])
+    table = markdown_table(["estimator", *(f"K={k}" for k in result.ks)], rows)
+    return f"SNR of the `{group}` gradient:\n\n{table}"
+
+
+def _slope_table(result):
+    """Fitted slopes: a row per estimator, two columns per group."""
+    header = ["estimator"]
+    for g in result.groups:
+        header += [f"slope {g}", f"tail slope {g}"]
+    rows = []
+    for r in result.slopes:
+        cells = [r["label"]]
+        for g in result.groups:
+            cells += [fmt(r[f"slope_{g}"], 2), fmt(r[f"tail_slope_{g}"], 2)]
+        rows.append(cells)
+    return markdown_table(header, rows)
+
+
+def render(result):
+    """The section's Markdown: setup, SNR tables per group, slope table."""
+    return "\n".join(
         [
-            f"D = {settings.snr_dim}, minibatch of {settings.snr_num_data} points, "
+            f"D = {result.dim}, minibatch of {result.num_data} points, "
             f"parameters perturbed from the optimum by N(0, "
-            f"{settings.snr_perturbation:g}^2), {draws} gradient draws per point "
-            f"(noise floor 1/sqrt(draws) = {floor:.3g}). SNR: root "
-            "mean square over the group's elements of |mean| / sd, with the "
+            f"{result.perturbation:g}^2), {result.num_draws} gradient draws per "
+            f"point (noise floor 1/sqrt(draws) = {result.noise_floor:.3g}). SNR: "
+            "root mean square over the group's elements of |mean| / sd, with the "
             "squared mean debiased; in parentheses when below the noise floor "
             "(not resolved, left out of the slopes), `-` where the debiased "
             "square is not positive.",
             "",
-            *[t + "\n" for t in tables],
+            *[_snr_table(result, g) + "\n" for g in result.groups],
             "Slopes of log SNR against log K (least squares over the K above the "
             "noise floor; *tail*: between the two largest K). Theory: IWAE -0.5, "
             "DReG +0.5 (large K).",
             "",
-            "\n".join(slope_lines),
-            "",
-            f"![SNR against K]({plot})",
+            _slope_table(result),
         ]
     )
-    by_name = {r["estimator"]: r for r in slopes}
-    summary = [
+
+
+def summarize(result):
+    """The slopes of the `A` gradient's SNR of IWAE, DReG and VIMCO."""
+    by_name = {r["estimator"]: r for r in result.slopes}
+    return [
         (
             "SNR slopes (A)",
             ", ".join(
@@ -224,7 +278,6 @@ def run(settings, progress, out_dir):
             ),
         )
     ]
-    return SectionResult(TITLE, markdown, data, summary, [plot])
 
 
 def _cell(value, floor):
@@ -232,47 +285,47 @@ def _cell(value, floor):
     return f"({text})" if value is not None and value < floor else text
 
 
-def plot_snr(data, path):
-    """Log-log SNR against K from the section's data (as in report.json)."""
-    points, groups = data["points"], data["groups"]
-    figure, axes = new_figure(ncols=len(groups), width=5.0, height=4.0)
-    ks_all = np.asarray(data["ks"], float)
-
-    def snr(p, g):
-        return np.nan if p[f"snr_{g}"] is None else p[f"snr_{g}"]
-
-    for ax, g in zip(axes, groups, strict=True):
-        for label, estimator in ESTIMATORS.items():
-            mine = [p for p in points if p["estimator"] == estimator.name]
-            ax.plot(
-                [p["K"] for p in mine],
-                [snr(p, g) for p in mine],
-                marker="o",
-                label=label,
-            )
-        # Reference slopes through IWAE's first and DReG's last point.
-        iwae = [p for p in points if p["estimator"] == "REPARAMETERIZATION"][0]
-        dreg = [p for p in points if p["estimator"] == "DOUBLY_REPARAMETERIZED"][-1]
-        for power, style, anchor in ((-0.5, ":", iwae), (0.5, "-.", dreg)):
-            ax.plot(
-                ks_all,
-                snr(anchor, g) * (ks_all / anchor["K"]) ** power,
-                color="gray",
-                linestyle=style,
-                linewidth=0.8,
-                label=f"K^{power:+g}",
-            )
-        ax.axhline(
-            1 / np.sqrt(data["num_draws"]),
-            color="black",
-            linewidth=0.6,
-            label="1/sqrt(draws)",
+def _plot_group(ax, result, group):
+    """Log-log SNR of one group against K, with reference slopes and floor."""
+    ks_all = np.asarray(result.ks, float)
+    for label, estimator in ESTIMATORS.items():
+        mine = [p for p in result.points if p["estimator"] == estimator.name]
+        ax.plot(
+            [p["K"] for p in mine],
+            [p[f"snr_{group}"] for p in mine],
+            marker="o",
+            label=label,
         )
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("K (importance_sample_size)")
-        ax.set_ylabel(f"SNR of grad {g} (RMS over elements)")
-        ax.set_title(f"parameter {g}")
-        ax.grid(True, which="major", alpha=0.3)
+    # Reference slopes through IWAE's first and DReG's last point.
+    iwae = [p for p in result.points if p["estimator"] == "REPARAMETERIZATION"][0]
+    dreg = [p for p in result.points if p["estimator"] == "DOUBLY_REPARAMETERIZED"]
+    for power, style, anchor in ((-0.5, ":", iwae), (0.5, "-.", dreg[-1])):
+        ax.plot(
+            ks_all,
+            anchor[f"snr_{group}"] * (ks_all / anchor["K"]) ** power,
+            color="gray",
+            linestyle=style,
+            linewidth=0.8,
+            label=f"K^{power:+g}",
+        )
+    ax.axhline(result.noise_floor, color="black", linewidth=0.6, label="1/sqrt(draws)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("K (importance_sample_size)")
+    ax.set_ylabel(f"SNR of grad {group} (RMS over elements)")
+    ax.set_title(f"parameter {group}")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def plot(result, path):
+    """Log-log SNR against K, one panel per parameter group."""
+    figure, axes = figures.new_figure(ncols=len(result.groups), width=5.0, height=4.0)
+    for ax, group in zip(axes, result.groups, strict=True):
+        _plot_group(ax, result, group)
     axes[0].legend(fontsize=7)
-    save_figure(figure, path)
+    figures.save_figure(figure, path)
+
+
+NAME = "snr_vs_k"
+TITLE = "SNR of the inference-network gradient against K"
+SECTION = Section(NAME, TITLE, compute, render, summarize, plot, "SNR against K")

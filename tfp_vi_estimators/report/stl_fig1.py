@@ -23,23 +23,46 @@ Every `fig1_record_every` steps run inside one `tf.function(jit_compile=True)`
 loop, so the host reads back only the KL, once per record.
 """
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
-from tfp_vi_estimators.report._common import SectionResult, fmt, new_figure, save_figure
+from tfp_vi_estimators.report import figures
+from tfp_vi_estimators.report.formatting import fmt, markdown_table
+from tfp_vi_estimators.report.progress import silent
+from tfp_vi_estimators.report.section import Section
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
 
-NAME = "stl_fig1"
-TITLE = "Sticking the landing: fitting a Gaussian (Roeder et al. 2017, Fig. 1)"
 ESTIMATORS = {
     "total derivative (REPARAMETERIZATION)": GE.REPARAMETERIZATION,
     "path derivative (DOUBLY_REPARAMETERIZED)": GE.DOUBLY_REPARAMETERIZED,
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Fig1Result:
+    """KL curves of both estimators under each optimizer, and their comparison.
+
+    Attributes:
+      dim: dimension of the target.
+      target_condition_number: condition number of the target's covariance.
+      record_every: steps between two recorded KL values.
+      results: one dict per optimizer: final KLs of both estimators, their
+        ratio, and each one's KL gain over the last half of the run.
+      curves: one dict per (optimizer, estimator): `steps` and `kl`.
+    """
+
+    dim: int
+    target_condition_number: float
+    record_every: int
+    results: tuple
+    curves: tuple
 
 
 def make_target(dim, seed):
@@ -85,28 +108,25 @@ def fit(target, estimator, optimizer, steps, record_every, seed):
     return kls
 
 
-def run(settings, progress, out_dir):
-    """Fits with both estimators (SGD, and Adam if configured); KL curves and plot."""
-    target, condition = make_target(settings.fig1_dim, settings.seed)
-    optimizers = {
-        "SGD": (
-            settings.fig1_steps,
-            lambda: tf.keras.optimizers.SGD(settings.fig1_learning_rate),
-            settings.fig1_learning_rate,
-        )
-    }
+def optimizer_runs(settings):
+    """`[(optimizer name, steps, learning rate)]`: SGD, and Adam if configured."""
+    runs = [("SGD", settings.fig1_steps, settings.fig1_learning_rate)]
     if settings.fig1_adam_steps:
-        optimizers["Adam"] = (
-            settings.fig1_adam_steps,
-            lambda: tf.keras.optimizers.Adam(settings.fig1_adam_learning_rate),
-            settings.fig1_adam_learning_rate,
+        runs.append(
+            ("Adam", settings.fig1_adam_steps, settings.fig1_adam_learning_rate)
         )
+    return runs
+
+
+def fit_curves(settings, target, progress):
+    """One KL curve per optimizer run and estimator (a dict each)."""
     every = settings.fig1_record_every
     curves = []
-    for opt_name, (steps, make_optimizer, rate) in optimizers.items():
+    for opt_name, steps, rate in optimizer_runs(settings):
         for label, estimator in ESTIMATORS.items():
             progress(f"{estimator.name} with {opt_name}({rate:g}), {steps} steps")
-            kls = fit(target, estimator, make_optimizer(), steps, every, settings.seed)
+            optimizer = getattr(tf.keras.optimizers, opt_name)(rate)
+            kls = fit(target, estimator, optimizer, steps, every, settings.seed)
             curves.append(
                 dict(
                     optimizer=opt_name,
@@ -118,91 +138,101 @@ def run(settings, progress, out_dir):
                 )
             )
             progress(f"  final KL(q || p) = {kls[-1]:.3g}")
+    return curves
 
-    rows = []
-    for opt_name in optimizers:
-        by = {c["estimator"]: c for c in curves if c["optimizer"] == opt_name}
-        total = by["REPARAMETERIZATION"]["kl"]
-        path = by["DOUBLY_REPARAMETERIZED"]["kl"]
-        # "Stalls": the last half of the run improves KL by less than 2x.
-        half = len(total) // 2
-        rows.append(
-            dict(
-                optimizer=opt_name,
-                learning_rate=by["REPARAMETERIZATION"]["learning_rate"],
-                steps=by["REPARAMETERIZATION"]["steps"][-1],
-                final_kl_total=total[-1],
-                final_kl_path=path[-1],
-                ratio_total_over_path=_ratio(total[-1], path[-1]),
-                halving_gain_total=_ratio(total[half], total[-1]),
-                halving_gain_path=_ratio(path[half], path[-1]),
-            )
-        )
 
-    plot = f"{NAME}.png"
-    data = dict(
+def compare_curves(curves, opt_name):
+    """Final KLs and last-half gains of both estimators under one optimizer."""
+    by = {c["estimator"]: c for c in curves if c["optimizer"] == opt_name}
+    total = by["REPARAMETERIZATION"]["kl"]
+    path = by["DOUBLY_REPARAMETERIZED"]["kl"]
+    # "Stalls": the last half of the run improves KL by less than 2x.
+    half = len(total) // 2
+    return dict(
+        optimizer=opt_name,
+        learning_rate=by["REPARAMETERIZATION"]["learning_rate"],
+        steps=by["REPARAMETERIZATION"]["steps"][-1],
+        final_kl_total=total[-1],
+        final_kl_path=path[-1],
+        ratio_total_over_path=_ratio(total[-1], path[-1]),
+        halving_gain_total=_ratio(total[half], total[-1]),
+        halving_gain_path=_ratio(path[half], path[-1]),
+    )
+
+
+def compute(settings, progress=silent):
+    """Fits with both estimators (SGD, and Adam if configured): a `Fig1Result`."""
+    target, condition = make_target(settings.fig1_dim, settings.seed)
+    curves = fit_curves(settings, target, progress)
+    optimizers = dict.fromkeys(c["optimizer"] for c in curves)
+    return Fig1Result(
         dim=settings.fig1_dim,
         target_condition_number=condition,
-        record_every=every,
-        results=rows,
-        curves=curves,
+        record_every=settings.fig1_record_every,
+        results=tuple(compare_curves(curves, name) for name in optimizers),
+        curves=tuple(curves),
     )
-    plot_curves(data, out_dir / plot)
 
-    table = [
-        "| optimizer | steps | final KL total derivative | final KL path derivative "
-        "| ratio | KL gain over last half: total | path |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        table.append(
-            f"| {r['optimizer']}({r['learning_rate']:g}) | {r['steps']} | "
-            f"{fmt(r['final_kl_total'])} | {fmt(r['final_kl_path'])} | "
-            f"{fmt(r['ratio_total_over_path'])} | {fmt(r['halving_gain_total'])}x | "
-            f"{fmt(r['halving_gain_path'])}x |"
-        )
-    markdown = "\n".join(
+
+def render(result):
+    """The section's Markdown: setup and a table of final KLs per optimizer."""
+    table = markdown_table(
         [
-            f"Target: {settings.fig1_dim}-d Gaussian with a random full covariance "
-            f"(condition number {condition:.3g}); surrogate: full-rank Gaussian "
-            "from N(0, I), `sample_size = 1`, float64, same seeds for both "
-            "estimators. KL(q || p) is exact (closed form). *Gain over last half*: "
-            "KL at mid-run divided by the final KL (about 1x means stalled).",
+            "optimizer",
+            "steps",
+            "final KL total derivative",
+            "final KL path derivative",
+            "ratio",
+            "KL gain over last half: total",
+            "path",
+        ],
+        [
+            [
+                f"{r['optimizer']}({r['learning_rate']:g})",
+                str(r["steps"]),
+                fmt(r["final_kl_total"]),
+                fmt(r["final_kl_path"]),
+                fmt(r["ratio_total_over_path"]),
+                f"{fmt(r['halving_gain_total'])}x",
+                f"{fmt(r['halving_gain_path'])}x",
+            ]
+            for r in result.results
+        ],
+    )
+    return "\n".join(
+        [
+            f"Target: {result.dim}-d Gaussian with a random full covariance "
+            f"(condition number {result.target_condition_number:.3g}); surrogate: "
+            "full-rank Gaussian from N(0, I), `sample_size = 1`, float64, same "
+            "seeds for both estimators. KL(q || p) is exact (closed form). *Gain "
+            "over last half*: KL at mid-run divided by the final KL (about 1x "
+            "means stalled).",
             "",
-            "\n".join(table),
-            "",
-            f"![KL against steps]({plot})",
+            table,
         ]
     )
-    sgd = rows[0]
-    summary = [
+
+
+def summarize(result):
+    """Final KLs of both estimators and their ratio, per optimizer."""
+    return [
         (
-            "final KL (SGD)",
-            f"total {fmt(sgd['final_kl_total'])}, path {fmt(sgd['final_kl_path'])}, "
-            f"ratio {fmt(sgd['ratio_total_over_path'])}",
+            f"final KL ({r['optimizer']})",
+            f"total {fmt(r['final_kl_total'])}, path {fmt(r['final_kl_path'])}, "
+            f"ratio {fmt(r['ratio_total_over_path'])}",
         )
+        for r in result.results
     ]
-    if len(rows) > 1:
-        summary.append(
-            (
-                "final KL (Adam)",
-                f"total {fmt(rows[1]['final_kl_total'])}, path "
-                f"{fmt(rows[1]['final_kl_path'])}, ratio "
-                f"{fmt(rows[1]['ratio_total_over_path'])}",
-            )
-        )
-    return SectionResult(TITLE, markdown, data, summary, [plot])
 
 
-def plot_curves(data, path):
-    """KL against steps from the section's data (as in report.json)."""
-    figure, (ax,) = new_figure(width=7.0, height=4.5)
+def plot(result, path):
+    """KL against steps, log scale, one line per optimizer and estimator."""
+    figure, (ax,) = figures.new_figure(width=7.0, height=4.5)
     colors = {"REPARAMETERIZATION": "tab:red", "DOUBLY_REPARAMETERIZED": "tab:blue"}
-    for c in data["curves"]:
-        kl = np.array([np.nan if v is None else v for v in c["kl"]], float)
+    for c in result.curves:
         ax.plot(
             c["steps"],
-            np.maximum(kl, 1e-16),
+            np.maximum(np.array(c["kl"], float), 1e-16),
             color=colors[c["estimator"]],
             linestyle="-" if c["optimizer"] == "SGD" else "--",
             label=f"{c['label']}, {c['optimizer']}({c['learning_rate']:g})",
@@ -210,11 +240,16 @@ def plot_curves(data, path):
     ax.set_yscale("log")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("KL(q || p), exact")
-    ax.set_title(f"{data['dim']}-d full-rank Gaussian, sample_size = 1 (floor 1e-16)")
+    ax.set_title(f"{result.dim}-d full-rank Gaussian, sample_size = 1 (floor 1e-16)")
     ax.legend(fontsize=8)
     ax.grid(True, which="major", alpha=0.3)
-    save_figure(figure, path)
+    figures.save_figure(figure, path)
 
 
 def _ratio(a, b):
     return a / b if b > 0 else float("inf")
+
+
+NAME = "stl_fig1"
+TITLE = "Sticking the landing: fitting a Gaussian (Roeder et al. 2017, Fig. 1)"
+SECTION = Section(NAME, TITLE, compute, render, summarize, plot, "KL against steps")

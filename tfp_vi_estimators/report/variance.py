@@ -4,20 +4,36 @@ Every estimator on a problem uses the same per-draw seeds and the same number
 of target evaluations per gradient (S * K = 16; 12 for the 3-component
 mixture estimator, which draws one sample per component). Reported per
 parameter group: total gradient variance (summed over elements) and mean SNR
-(|mean| / sd, averaged over elements), from `diagnostics.gradient_moments`.
+(|mean| / sd, averaged over elements), from `diagnostics.compare_estimators`.
 
-`configurations()` and `run()` are the variance benchmark's
-(`benchmarks/variance_table.py`), kept in the package so that the report and
-the benchmark share them.
+`configurations()` and `variance_tables()` also serve the variance benchmark
+(`benchmarks/variance_table.py`).
 """
+
+import dataclasses
 
 from tfp_vi_estimators import estimators, problems
 from tfp_vi_estimators.diagnostics import compare_estimators, format_table
 from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
-from tfp_vi_estimators.report._common import SectionResult, fmt
+from tfp_vi_estimators.report.formatting import fmt
+from tfp_vi_estimators.report.progress import silent
+from tfp_vi_estimators.report.section import Section
 
-NAME = "variance"
-TITLE = "Gradient variance of every estimator and option"
+COLUMNS = ["estimator", "variable", "total_variance", "mean_snr"]
+
+
+@dataclasses.dataclass(frozen=True)
+class VarianceResult:
+    """The variance table of each problem.
+
+    Attributes:
+      num_draws: gradient draws per configuration.
+      problems: one dict per problem: `name`, `description` and `rows` (the
+        rows of `diagnostics.compare_estimators`, with the problem's name).
+    """
+
+    num_draws: int
+    problems: tuple
 
 
 def configurations():
@@ -70,7 +86,26 @@ def configurations():
     ]
 
 
-def run_tables(num_draws, seed=(20, 26), max_configs=None, progress=None):
+def problem_rows(problem, configs, num_draws, seed, progress=silent):
+    """`compare_estimators` rows of every configuration of one problem."""
+    rows = []
+    for label, (estimator, sample_size, k) in configs.items():
+        progress(f"{problem.name}: {label}")
+        for row in compare_estimators(
+            problem.target_log_prob_fn,
+            problem.surrogate,
+            {label: estimator},
+            num_draws=num_draws,
+            seed=seed,
+            variables=problem.variables,
+            sample_size=sample_size,
+            importance_sample_size=k,
+        ):
+            rows.append(dict(problem=problem.name, **row))
+    return rows
+
+
+def variance_tables(num_draws, seed=(20, 26), max_configs=None, progress=silent):
     """`[(problem, rows)]`: `compare_estimators` rows for every configuration.
 
     Args:
@@ -78,7 +113,7 @@ def run_tables(num_draws, seed=(20, 26), max_configs=None, progress=None):
       seed: PRNG seed shared by all configurations of a problem.
       max_configs: if set, only the first `max_configs` configurations of each
         problem (for quick tests).
-      progress: optional callable taking a progress message.
+      progress: callable taking a progress message.
 
     Returns:
       A list of `(problem, rows)`; each row is a dict with `problem`,
@@ -86,62 +121,63 @@ def run_tables(num_draws, seed=(20, 26), max_configs=None, progress=None):
     """
     tables = []
     for problem, configs in configurations():
-        rows = []
-        items = list(configs.items())[:max_configs]
-        for label, (estimator, sample_size, k) in items:
-            if progress is not None:
-                progress(f"{problem.name}: {label}")
-            for row in compare_estimators(
-                problem.target_log_prob_fn,
-                problem.surrogate,
-                {label: estimator},
-                num_draws=num_draws,
-                seed=seed,
-                variables=problem.variables,
-                sample_size=sample_size,
-                importance_sample_size=k,
-            ):
-                rows.append(dict(problem=problem.name, **row))
+        chosen = dict(list(configs.items())[:max_configs])
+        rows = problem_rows(problem, chosen, num_draws, seed, progress)
         tables.append((problem, rows))
     return tables
 
 
-def run(settings, progress, out_dir):
-    """The variance tables of every configuration (no plot)."""
-    del out_dir  # no plot
-    tables = run_tables(
+def compute(settings, progress=silent):
+    """The variance tables of every configuration: a `VarianceResult`."""
+    tables = variance_tables(
         settings.variance_draws,
         seed=(20 + settings.seed, 26),
         max_configs=settings.variance_max_configs,
         progress=progress,
     )
+    return VarianceResult(
+        num_draws=settings.variance_draws,
+        problems=tuple(
+            dict(name=problem.name, description=problem.description, rows=rows)
+            for problem, rows in tables
+        ),
+    )
+
+
+def render(result):
+    """The section's Markdown: one table per problem."""
     parts = [
-        f"{settings.variance_draws} gradient draws per configuration, the same "
+        f"{result.num_draws} gradient draws per configuration, the same "
         "seeds for every estimator on a problem. *total_variance*: summed over "
         "the group's elements; *mean_snr*: |mean| / sd averaged over elements."
     ]
-    data = dict(num_draws=settings.variance_draws, problems=[])
-    for problem, rows in tables:
-        parts.append(f"\n**{problem.name}**: {problem.description}\n")
-        parts.append(
-            format_table(rows, ["estimator", "variable", "total_variance", "mean_snr"])
-        )
-        data["problems"].append(
-            dict(name=problem.name, description=problem.description, rows=rows)
-        )
-    summary = []
-    gaussian = [r for p, rows in tables for r in rows if p.name.startswith("gaussian")]
-    by = {(r["estimator"], r["variable"]): r for r in gaussian}
+    for problem in result.problems:
+        parts.append(f"\n**{problem['name']}**: {problem['description']}\n")
+        parts.append(format_table(problem["rows"], COLUMNS))
+    return "\n".join(parts)
+
+
+def summarize(result):
+    """Variance of the `loc` gradient of the total and path derivatives."""
+    by = {
+        (r["estimator"], r["variable"]): r
+        for p in result.problems
+        if p["name"].startswith("gaussian")
+        for r in p["rows"]
+    }
     total = by.get(("REPARAMETERIZATION S=16", "loc"))
     path = by.get(("DOUBLY_REPARAMETERIZED S=16", "loc"))
-    if total and path:
-        summary.append(
-            (
-                "variance loc (gaussian)",
-                f"REPARAMETERIZATION {fmt(total['total_variance'])}, "
-                f"DOUBLY_REPARAMETERIZED {fmt(path['total_variance'])}",
-            )
+    if not (total and path):
+        return [("configurations", str(sum(len(p["rows"]) for p in result.problems)))]
+    return [
+        (
+            "variance loc (gaussian)",
+            f"REPARAMETERIZATION {fmt(total['total_variance'])}, "
+            f"DOUBLY_REPARAMETERIZED {fmt(path['total_variance'])}",
         )
-    else:
-        summary.append(("configurations", str(sum(len(r) for _, r in tables))))
-    return SectionResult(TITLE, "\n".join(parts), data, summary)
+    ]
+
+
+NAME = "variance"
+TITLE = "Gradient variance of every estimator and option"
+SECTION = Section(NAME, TITLE, compute, render, summarize)

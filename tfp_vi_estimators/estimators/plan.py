@@ -1,0 +1,125 @@
+"""What an estimator needs drawn: a frozen sampling plan, and the frozen densities.
+
+An estimator never samples. It states what it needs as a `SamplingPlan`; the
+sampler (`tfp_vi_estimators.sampler`) turns plan + surrogate + seed into a
+frozen draw, and the estimator reads the `LogDensities` that come back,
+arranged `[sample_size, importance_sample_size] + batch_shape` (or
+`[sample_size, num_components] + batch_shape` for `Layout.ONE_PER_COMPONENT`).
+"""
+
+import dataclasses
+import enum
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "Density",
+    "Layout",
+    "LogDensities",
+    "Needs",
+    "PathGradient",
+    "SamplingPlan",
+]
+
+
+class Layout(enum.Enum):
+    """How the `S * K` samples are laid out when drawn."""
+
+    DRAWS_FIRST = "draws_first"
+    """`[S * K] + batch + event`, as `tfp.vi` draws for every estimator but VIMCO."""
+
+    PARTICLES_FIRST = "particles_first"
+    """`[K, S] + batch + event`, as `tfp.vi` draws for VIMCO (same samples)."""
+
+    ONE_PER_COMPONENT = "one_per_component"
+    """`[S, C] + batch + event`: one draw from each mixture component."""
+
+
+class PathGradient(enum.Enum):
+    """Whether samples keep their gradient to the surrogate's parameters."""
+
+    STOPPED = "stopped"
+    """Samples are constants (score-function estimators)."""
+
+    LIVE = "live"
+    """Samples are differentiable functions of the parameters."""
+
+    SCALED = "scaled"
+    """Live, with each particle's backward pass multiplied by a scale the
+    estimator computes from the densities (`GradientScale`)."""
+
+
+class Needs(enum.Enum):
+    """What the estimator needs of the surrogate's reparameterization."""
+
+    FULL = "full"
+    """Every part fully reparameterized."""
+
+    PARTIAL = "partial"
+    """At least one part reparameterized; the rest get score-function terms."""
+
+    NONE = "none"
+    """Any surrogate: samples are not differentiated."""
+
+
+class Density(enum.Enum):
+    """The forms of the surrogate's log-density an estimator may read."""
+
+    SURROGATE = "surrogate"
+    """`log q_phi(z)` at the samples as drawn (live parameters and samples)."""
+
+    STOPPED_PARAMETERS = "stopped_parameters"
+    """`log q_{stop(phi)}(z)`: gradient to the samples only."""
+
+    STOPPED_SAMPLE = "stopped_sample"
+    """`log q_phi(stop(z))`: gradient to the parameters only."""
+
+    NON_REPARAMETERIZED = "non_reparameterized"
+    """The parts of a joint surrogate that are not reparameterized (live)."""
+
+    COMPONENT_LOG_WEIGHTS = "component_log_weights"
+    """`log pi_c` of a mixture, `[1, C] + batch`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingPlan:
+    """What to draw for one loss evaluation.
+
+    Attributes:
+      needs: what the surrogate must offer (`Needs`).
+      layout: how samples are laid out (`Layout`).
+      path_gradient: whether samples keep their pathwise gradient.
+      densities: the log-densities the estimator reads.
+      min_sample_size: smallest `sample_size` the estimator works with.
+      min_importance_sample_size: smallest `importance_sample_size`.
+      max_importance_sample_size: largest, or `None` for no limit.
+      discrepancy_fn: the only discrepancy the estimator is unbiased for, or
+        `None` for every discrepancy.
+    """
+
+    needs: Needs
+    layout: Layout
+    path_gradient: PathGradient
+    densities: frozenset
+    min_sample_size: int = 1
+    min_importance_sample_size: int = 1
+    max_importance_sample_size: int | None = None
+    discrepancy_fn: Callable | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LogDensities:
+    """Per-particle log-densities, `[S, K] + batch_shape`; `None` if not requested.
+
+    Attributes:
+      target: `log p(z)` at the samples the target saw.
+      surrogate, stopped_parameters, stopped_sample, non_reparameterized,
+      component_log_weights: see `Density`.
+    """
+
+    target: Any = None
+    surrogate: Any = None
+    stopped_parameters: Any = None
+    stopped_sample: Any = None
+    non_reparameterized: Any = None
+    component_log_weights: Any = None

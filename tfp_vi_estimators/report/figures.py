@@ -1,0 +1,24 @@
+"""Plotting helpers: a figure without pyplot, saved as PNG.
+
+The only module of the package that imports matplotlib, and only when a plot
+is drawn, so that computing and rendering a report section needs none.
+"""
+
+__all__ = ["new_figure", "save_figure"]
+
+
+def new_figure(ncols=1, width=6.0, height=4.0):
+    """A `Figure` with `ncols` axes, independent of any pyplot backend."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width * ncols, height))
+    axes = [figure.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    return figure, axes
+
+
+def save_figure(figure, path):
+    """Writes a matplotlib `Figure` as PNG through the Agg canvas (no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=110, bbox_inches="tight")

@@ -1,0 +1,84 @@
+"""The sizes of every report section, and the full, quick and tiny presets."""
+
+import dataclasses
+
+__all__ = ["PRESETS", "Settings"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Sizes of every section; `PRESETS` holds the full, quick and tiny ones.
+
+    Each field belongs to the section its prefix names (`fig1_` to `stl_fig1`,
+    `snr_` to `snr_vs_k`, ...); `seed` seeds every section.
+    """
+
+    name: str = "full"
+    seed: int = 0
+    # Roeder et al. Fig. 1: dimension, SGD steps and rate, KL recorded every
+    # `fig1_record_every` steps (one compiled loop per record); an Adam run
+    # with `fig1_adam_steps` > 0 shows what an adaptive optimizer does.
+    fig1_dim: int = 100
+    fig1_steps: int = 20_000
+    fig1_learning_rate: float = 0.003
+    fig1_record_every: int = 100
+    fig1_adam_steps: int = 10_000
+    fig1_adam_learning_rate: float = 0.001
+    # SNR against K on the amortized Gaussian model.
+    snr_ks: tuple = (1, 4, 16, 64)
+    snr_dim: int = 20
+    snr_num_data: int = 16
+    snr_perturbation: float = 0.01
+    snr_draws: int = 40_000
+    # Variance table (None: every configuration of every problem).
+    variance_draws: int = 5000
+    variance_max_configs: int | None = None
+    # Bias table: paired per-draw differences.
+    bias_draws: int = 200_000
+    bias_ks: tuple = (1, 4)
+    # Speed table: rounds x steps per configuration; `None` configs: all.
+    speed_rounds: int = 15
+    speed_steps: int = 10
+    speed_max_configs: int | None = None
+
+
+_FULL = Settings()
+
+# The smaller presets, side by side: field -> (quick, tiny). `_FULL` keeps the
+# full value. `quick` runs every section in minutes; `tiny` (for tests) runs
+# every code path in seconds per section, and its numbers mean nothing.
+_SMALLER = {
+    "fig1_dim": (_FULL, 8),
+    "fig1_steps": (5000, 100),
+    "fig1_learning_rate": (_FULL, 0.01),
+    "fig1_record_every": (50, 25),
+    "fig1_adam_steps": (0, 50),
+    "fig1_adam_learning_rate": (_FULL, 0.01),
+    "snr_ks": (_FULL, (1, 4)),
+    "snr_dim": (_FULL, 3),
+    "snr_num_data": (_FULL, 2),
+    "snr_draws": (8000, 50),
+    "variance_draws": (2000, 20),
+    "variance_max_configs": (_FULL, 1),
+    "bias_draws": (50_000, 200),
+    "bias_ks": (_FULL, (1, 2)),
+    "speed_rounds": (2, 1),
+    "speed_steps": (5, 1),
+    "speed_max_configs": (_FULL, 1),
+}
+
+
+def _smaller_preset(name, column):
+    changes = {
+        field: values[column]
+        for field, values in _SMALLER.items()
+        if values[column] is not _FULL
+    }
+    return dataclasses.replace(_FULL, name=name, **changes)
+
+
+PRESETS = {
+    "full": _FULL,
+    "quick": _smaller_preset("quick", 0),
+    "tiny": _smaller_preset("tiny", 1),
+}

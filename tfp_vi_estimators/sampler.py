@@ -1,0 +1,201 @@
+"""The one place samples are drawn: plan + surrogate + seed -> a frozen `Draw`.
+
+An estimator states what it needs as a `SamplingPlan`; `draw` turns that plan
+into samples laid out as the plan says (with their path gradient kept,
+stopped, or passed through a `GradientScale`) and the log-densities the
+estimator reads. New ways of drawing plug in here.
+
+```none
+layout DRAWS_FIRST:       z ~ q, shape [S * K] + batch + event    (tfp.vi's order)
+layout PARTICLES_FIRST:   z ~ q, shape [K, S] + batch + event     (tfp.vi's VIMCO)
+layout ONE_PER_COMPONENT: z_c ~ q_c for every mixture component,
+                          shape [S, C] + batch + event
+```
+
+Densities come back arranged `[S, K] + batch` (`[S, C] + batch` per component).
+"""
+
+import dataclasses
+from typing import Any
+
+import tensorflow as tf
+
+from tfp_vi_estimators._internal.reparameterization import reparameterized_parts
+from tfp_vi_estimators.distributions.straight_through import carry_pairing
+from tfp_vi_estimators.estimators.gradient_scale import GradientScale
+from tfp_vi_estimators.estimators.plan import (
+    Density,
+    Layout,
+    LogDensities,
+    Needs,
+    PathGradient,
+    SamplingPlan,
+)
+from tfp_vi_estimators.stopped_surrogate import stopped_log_prob_fn
+
+__all__ = ["Draw", "draw", "per_particle"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Draw:
+    """The samples of one loss evaluation and their log-densities.
+
+    Attributes:
+      samples: the (possibly nested) samples, laid out as the plan says; the
+        target is evaluated at these.
+      log_densities: the `LogDensities` the plan asked for (`target` unset).
+      log_prob_spec: the shape and dtype the target must return for `samples`.
+      layout: the plan's `Layout`.
+      importance_sample_size: K, to arrange the target's output.
+      gradient_scale: the `GradientScale` the samples passed through
+        (`PathGradient.SCALED`), else `None`.
+    """
+
+    samples: Any
+    log_densities: LogDensities
+    log_prob_spec: tf.TensorSpec
+    layout: Layout
+    importance_sample_size: int
+    gradient_scale: GradientScale | None = None
+
+    def with_target(self, target_log_prob):
+        """The log-densities with the target's, arranged `[S, K] + batch`."""
+        arranged = per_particle(
+            target_log_prob, self.layout, self.importance_sample_size
+        )
+        return dataclasses.replace(self.log_densities, target=arranged)
+
+
+def per_particle(log_prob, layout, importance_sample_size):
+    """A log-density in the samples' layout, as `[S, K] + batch`."""
+    if layout is Layout.PARTICLES_FIRST:  # [K, S] + batch
+        perm = tf.concat([[1, 0], tf.range(2, tf.rank(log_prob))], axis=0)
+        return tf.transpose(log_prob, perm)
+    if layout is Layout.DRAWS_FIRST:  # [S * K] + batch
+        shape = tf.concat(
+            [[-1, importance_sample_size], tf.shape(log_prob)[1:]], axis=0
+        )
+        return tf.reshape(log_prob, shape)
+    return log_prob  # one per component: already [S, C] + batch
+
+
+def draw(
+    plan: SamplingPlan,
+    surrogate,
+    stopped_surrogate,
+    sample_size,
+    importance_sample_size,
+    seed,
+) -> Draw:
+    """Draws by `plan` from `surrogate`; see the module docstring."""
+    if plan.layout is Layout.ONE_PER_COMPONENT:
+        return _draw_from_each_component(
+            plan, surrogate, stopped_surrogate, sample_size, seed
+        )
+    if plan.layout is Layout.PARTICLES_FIRST:
+        sample_shape = [importance_sample_size, sample_size]
+    else:
+        sample_shape = [sample_size * importance_sample_size]
+    drawn, log_q, non_reparameterized = _sample(plan, surrogate, sample_shape, seed)
+    samples, gradient_scale = _keep_path_gradient(plan, drawn)
+    computed = {
+        Density.SURROGATE: lambda: log_q,
+        Density.STOPPED_PARAMETERS: lambda: stopped_log_prob_fn(
+            surrogate, stopped_surrogate
+        )(samples),
+        Density.STOPPED_SAMPLE: lambda: surrogate.log_prob(
+            tf.nest.map_structure(tf.stop_gradient, drawn)
+        ),
+        Density.NON_REPARAMETERIZED: lambda: non_reparameterized,
+    }
+    log_densities = LogDensities(
+        **{
+            d.value: per_particle(computed[d](), plan.layout, importance_sample_size)
+            for d in _ordered(plan.densities)
+        }
+    )
+    spec = tf.TensorSpec(log_q.shape, log_q.dtype)
+    return Draw(
+        samples,
+        log_densities,
+        spec,
+        plan.layout,
+        importance_sample_size,
+        gradient_scale,
+    )
+
+
+def _ordered(densities):
+    return sorted(densities, key=lambda d: list(Density).index(d))
+
+
+def _sample(plan, surrogate, sample_shape, seed):
+    """Samples, `log q` at them, and the non-reparameterized parts' share."""
+    if plan.needs is Needs.PARTIAL:
+        # One pass over the parts gives both the density and its discrete share.
+        drawn = surrogate.sample(sample_shape, seed=seed)
+        return (drawn, *_split_log_prob(surrogate, drawn))
+    if plan.path_gradient is not PathGradient.STOPPED:
+        # As tfp.vi: the density comes with the sample (no bijector inverses).
+        drawn, log_q = surrogate.experimental_sample_and_log_prob(
+            sample_shape, seed=seed
+        )
+        return drawn, log_q, None
+    drawn = tf.nest.map_structure(
+        tf.stop_gradient, surrogate.sample(sample_shape, seed=seed)
+    )
+    return drawn, surrogate.log_prob(drawn), None
+
+
+def _split_log_prob(surrogate, samples):
+    """A JointDistribution's log-density, and the share of its parts that are
+    not reparameterized (live parameters and parents)."""
+    parts = tf.nest.flatten(surrogate.log_prob_parts(samples))
+    discrete = [
+        part
+        for part, reparameterized in zip(
+            parts, reparameterized_parts(surrogate), strict=True
+        )
+        if not reparameterized
+    ]
+    return tf.add_n(parts), tf.add_n(discrete) if discrete else tf.zeros_like(parts[0])
+
+
+def _keep_path_gradient(plan, drawn):
+    """The samples as the target sees them, and their `GradientScale` if any."""
+    if plan.path_gradient is not PathGradient.SCALED:
+        return drawn, None
+    scale = GradientScale()
+
+    def scaled(x):
+        y = scale.identity(x)
+        # A straight-through sample keeps its relaxed pre-image (scaled the
+        # same way), so the stopped copy still scores the relaxed density.
+        carry_pairing(x, y, scale.identity)
+        return y
+
+    return tf.nest.map_structure(scaled, drawn), scale
+
+
+def _draw_from_each_component(plan, surrogate, stopped_surrogate, sample_size, seed):
+    """One reparameterized draw per mixture component: `[S, C] + batch + event`."""
+    batch_rank = surrogate.batch_shape.rank
+    drawn = surrogate.components_distribution.sample([sample_size], seed=seed)
+    # [S] + batch + [C] + event -> [S, C] + batch + event
+    samples = tf.experimental.numpy.moveaxis(drawn, 1 + batch_rank, 1)
+    log_pi = tf.math.log_softmax(
+        surrogate.mixture_distribution.logits_parameter(), axis=-1
+    )  # batch + [C]
+    computed = {
+        Density.STOPPED_PARAMETERS: lambda: stopped_log_prob_fn(
+            surrogate, stopped_surrogate
+        )(samples),
+        Density.COMPONENT_LOG_WEIGHTS: lambda: tf.expand_dims(
+            tf.experimental.numpy.moveaxis(log_pi, -1, 0), 0
+        ),
+    }
+    log_densities = LogDensities(
+        **{d.value: computed[d]() for d in _ordered(plan.densities)}
+    )
+    spec = tf.TensorSpec(samples.shape[: 2 + batch_rank], samples.dtype)
+    return Draw(samples, log_densities, spec, plan.layout, 1)
