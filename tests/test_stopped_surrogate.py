@@ -139,7 +139,6 @@ def test_stopped_copy_refuses_lambdas_and_fallback_stops_parameters():
     q, _, variables = _jd_case(lambdas=True)
     with pytest.raises(ValueError, match="cannot be stopped by copying"):
         stopped_surrogate.stopped_copy(q)
-    reference = stopped_surrogate.stopped_copy(_jd_case(lambdas=False)[0])
     z = [tf.constant([0.3, -0.1]), tf.constant([0.2, 0.5])]
     log_prob = stopped_surrogate.stopped_log_prob_fn(q)
     with tf.GradientTape(persistent=True) as tape:
@@ -150,7 +149,19 @@ def test_stopped_copy_refuses_lambdas_and_fallback_stops_parameters():
         np.testing.assert_array_equal(g, 0.0)
     z_grad = tape.gradient(lp, z)
     assert np.all(np.abs(z_grad[0]) > 0)  # reaches z0 through q(z1 | z0) too
-    del reference
+    # A stopped copy built by hand (the same model with constant parameters):
+    # the fallback's value and gradient to z must equal its.
+    a, b = (tf.constant(v.numpy()) for v in variables[:2])
+    scale = tf.constant(q.model[0].scale.numpy())
+    reference = tfd.JointDistributionSequential(
+        [tfd.Normal(a, scale), lambda z0: tfd.Normal(b * z0, 0.5)]
+    )
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        lp_reference = reference.log_prob(z)
+    np.testing.assert_allclose(lp, lp_reference, rtol=1e-6)
+    for got, want in zip(z_grad, tape.gradient(lp_reference, z), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_stopped_copy_rejects_non_distribution():

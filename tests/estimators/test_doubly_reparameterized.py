@@ -111,7 +111,7 @@ def test_check_catches_tfp_kl_forward_bias_at_k_1():
 
 
 def _two_evaluation_reference(problem, discrepancy_fn, importance_sample_size, seed):
-    """The DESIGN.md formula written naively: the target evaluated twice.
+    """The generalized DReG formula (docs/estimators.md) written naively: the target evaluated twice.
 
     One evaluation at the live sample with theta stopped carries the phi
     coefficient; one at the stopped sample carries theta's. The library's
