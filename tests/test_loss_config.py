@@ -1,0 +1,53 @@
+"""`check_arguments` resolves the estimator once and returns a frozen config."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+import tfp_vi_estimators as tve
+from tfp_vi_estimators import estimators
+from tfp_vi_estimators.loss_config import LossConfig, check_arguments
+from tfp_vi_estimators.variational_loss import evaluate_loss
+
+tfd = tfp.distributions
+
+
+def _problem():
+    q = tfd.Normal(tf.Variable(0.3), tf.Variable(1.1))
+    return (lambda z: tfd.Normal(1.0, 2.0).log_prob(z)), q
+
+
+def test_config_is_frozen_and_holds_the_resolved_estimator():
+    target, q = _problem()
+    config = check_arguments(
+        target,
+        q,
+        sample_size=4,
+        gradient_estimator=tve.GradientEstimators.DOUBLY_REPARAMETERIZED,
+    )
+    assert isinstance(config, LossConfig)
+    assert isinstance(config.estimator, estimators.DoublyReparameterized)
+    assert config.name == "monte_carlo_variational_loss"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.sample_size = 2
+
+
+def test_evaluate_loss_equals_the_loss_for_the_same_seed():
+    target, q = _problem()
+    kwargs = dict(sample_size=5, importance_sample_size=2)
+    config = check_arguments(target, q, **kwargs)
+    np.testing.assert_array_equal(
+        evaluate_loss(config, (1, 2)),
+        tve.monte_carlo_variational_loss(target, q, seed=(1, 2), **kwargs),
+    )
+
+
+def test_mixed_estimator_needs_a_joint_distribution():
+    target, q = _problem()
+    with pytest.raises(ValueError, match="JointDistribution"):
+        check_arguments(
+            target, q, gradient_estimator=estimators.MixedReparameterization()
+        )

@@ -1,0 +1,99 @@
+"""The sampler: layouts as tfp.vi draws them, and only the requested densities."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vi_estimators import estimators, sampler
+from tfp_vi_estimators.estimators.plan import Density, Layout, PathGradient
+
+tfd = tfp.distributions
+SEED = (3, 4)
+
+
+def _surrogate():
+    return tfd.Normal(tf.Variable([0.5, -1.0]), tf.Variable([1.2, 0.8]))
+
+
+def test_draws_first_layout_is_tfp_vi_order_and_arranges_s_by_k():
+    q = _surrogate()
+    plan = estimators.Reparameterization().plan
+    draw = sampler.draw(plan, q, None, 3, 2, SEED)
+    expected = q.sample([6], seed=SEED)
+    np.testing.assert_array_equal(draw.samples, expected)
+    # [S * K] + batch -> [S, K] + batch, draws in order.
+    np.testing.assert_array_equal(
+        draw.log_densities.surrogate, np.reshape(q.log_prob(expected), [3, 2, 2])
+    )
+    assert draw.log_prob_spec.shape == [6, 2]
+    assert draw.gradient_scale is None
+
+
+def test_particles_first_layout_is_tfp_vi_vimco_order():
+    q = _surrogate()
+    draw = sampler.draw(estimators.VIMCO().plan, q, None, 3, 2, SEED)
+    expected = q.sample([2, 3], seed=SEED)  # [K, S] + batch
+    np.testing.assert_array_equal(draw.samples, expected)
+    np.testing.assert_array_equal(
+        draw.log_densities.surrogate,
+        np.transpose(q.log_prob(expected), [1, 0, 2]),
+    )
+
+
+def test_only_requested_densities_are_computed():
+    q = _surrogate()
+    plan = estimators.DoublyReparameterized().plan
+    draw = sampler.draw(plan, q, None, 2, 1, SEED)
+    assert draw.log_densities.stopped_parameters is not None
+    assert draw.log_densities.stopped_sample is None
+    assert draw.log_densities.surrogate is None
+    assert plan.path_gradient is PathGradient.SCALED
+    assert draw.gradient_scale is not None
+    partial = estimators.DoublyReparameterized(score_weight=0.5).plan
+    assert partial.densities == {Density.STOPPED_PARAMETERS, Density.STOPPED_SAMPLE}
+
+
+def test_stopped_samples_carry_no_gradient_and_live_ones_do():
+    q = _surrogate()
+    for plan, connected in (
+        (estimators.ScoreFunction().plan, False),
+        (estimators.Reparameterization().plan, True),
+    ):
+        with tf.GradientTape() as tape:
+            draw = sampler.draw(plan, q, None, 2, 1, SEED)
+            total = tf.reduce_sum(draw.samples)
+        grad = tape.gradient(total, q.loc)
+        assert (grad is not None) == connected
+
+
+def test_one_draw_per_mixture_component():
+    q = tfd.MixtureSameFamily(
+        tfd.Categorical(logits=tf.Variable([0.0, 1.0, -1.0])),
+        tfd.Normal(tf.Variable([-2.0, 0.0, 2.0]), 0.5),
+    )
+    plan = estimators.MixtureStickingTheLanding().plan
+    assert plan.layout is Layout.ONE_PER_COMPONENT
+    draw = sampler.draw(plan, q, None, 4, 1, SEED)
+    assert draw.samples.shape == [4, 3]
+    expected = q.components_distribution.sample([4], seed=SEED)
+    np.testing.assert_array_equal(draw.samples, expected)
+    np.testing.assert_allclose(
+        np.exp(draw.log_densities.component_log_weights[0]),
+        tf.nn.softmax([0.0, 1.0, -1.0]),
+        rtol=1e-6,
+    )
+
+
+def test_draw_is_frozen():
+    q = _surrogate()
+    draw = sampler.draw(estimators.Reparameterization().plan, q, None, 1, 1, SEED)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        draw.samples = None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        draw.log_densities.target = None
+    with_target = draw.with_target(tf.zeros([1, 2]))
+    assert with_target.target.shape == [1, 1, 2]
+    assert draw.log_densities.target is None
