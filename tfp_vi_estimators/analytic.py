@@ -92,15 +92,13 @@ def elbo_with_analytic_kl(
         `monte_carlo_variational_loss` calls its target.
       prior: `tfd.Distribution` with a registered KL from the surrogate.
       surrogate_posterior: fully reparameterized `tfd.Distribution`.
-      sample_size: positive integer, Monte Carlo draws for the likelihood.
-      seed: PRNG seed, split as in `monte_carlo_variational_loss`.
+      sample_size: positive integer, draws for `E_q[log p(x | z)]`.
+      seed: PRNG seed (split as in `monte_carlo_variational_loss`).
       name: name scope. Default value: `'elbo_with_analytic_kl'`.
 
     Returns:
-      `Tensor` of shape `batch_shape`.
-
-    Raises:
-      TypeError, ValueError: for bad arguments, naming the argument.
+      The negative ELBO, a `Tensor` of shape `batch_shape`; bad arguments
+      raise `TypeError` or `ValueError` naming the argument.
     """
     _check(
         "log_likelihood_fn", log_likelihood_fn, surrogate_posterior, sample_size, seed

@@ -30,23 +30,13 @@ t_power = _tfp_vi.t_power
 total_variation = _tfp_vi.total_variation
 triangular = _tfp_vi.triangular
 
-CSISZAR_FUNCTIONS = (
-    "amari_alpha",
-    "arithmetic_geometric",
-    "chi_square",
-    "dual_csiszar_function",
-    "jeffreys",
-    "jensen_shannon",
-    "kl_forward",
-    "kl_reverse",
-    "log1p_abs",
-    "modified_gan",
-    "pearson",
-    "squared_hellinger",
-    "symmetrized_csiszar_function",
-    "t_power",
-    "total_variation",
-    "triangular",
+# The names above: every Csiszar function of `tfp.vi`, as TFP's own objects.
+CSISZAR_FUNCTIONS = tuple(
+    sorted(
+        name
+        for name, value in list(globals().items())
+        if not name.startswith("_") and value is getattr(_tfp_vi, name, None)
+    )
 )
 
 __all__ = [*CSISZAR_FUNCTIONS, "CSISZAR_FUNCTIONS", "discrepancy_derivatives"]

@@ -46,16 +46,16 @@ class LossConfig:
 
 
 def check_arguments(
-    target_log_prob_fn,
-    surrogate_posterior,
-    sample_size=1,
-    importance_sample_size=1,
-    discrepancy_fn=kl_reverse,
-    use_reparameterization=None,
-    gradient_estimator=None,
-    stopped_surrogate_posterior=None,
-    seed=None,
-    name=None,
+    target_log_prob_fn: Callable,
+    surrogate_posterior: Any,
+    sample_size: Any = 1,
+    importance_sample_size: Any = 1,
+    discrepancy_fn: Callable = kl_reverse,
+    use_reparameterization: bool | None = None,
+    gradient_estimator: Any = None,
+    stopped_surrogate_posterior: Any = None,
+    seed: Any = None,
+    name: str | None = None,
 ) -> LossConfig:
     """Every argument check of `monte_carlo_variational_loss`, no tensor work.
 

@@ -55,10 +55,8 @@ class AVFMultivariateNormal(mvn_base.MultivariateNormalTriLWithCustomGradient):
 
     #### References
 
-    [1]: Martin Jankowiak and Fritz Obermeyer. Pathwise Derivatives Beyond the
-         Reparameterization Trick. In _International Conference on Machine
-         Learning_, 2018. https://arxiv.org/abs/1806.01851
-    [2]: Pyro, `pyro.distributions.AVFMultivariateNormal`.
+    [1]: Martin Jankowiak and Fritz Obermeyer, ICML 2018 (see
+         `OMTMultivariateNormal`); Pyro's `AVFMultivariateNormal`,
          https://docs.pyro.ai/en/stable/distributions.html
     """
 
@@ -71,12 +69,11 @@ class AVFMultivariateNormal(mvn_base.MultivariateNormalTriLWithCustomGradient):
         allow_nan_stats: bool = True,
         name: str = "AVFMultivariateNormal",
     ) -> None:
-        """Builds the distribution.
+        """Builds the distribution and names its control variate.
 
         Args:
-          loc: floating `Tensor` of shape `batch_shape + [d]`.
-          scale_tril: floating lower-triangular `Tensor` of shape
-            `batch_shape + [d, d]` with non-zero diagonal.
+          loc: the mean, as for `OMTMultivariateNormal`.
+          scale_tril: the lower-triangular scale, as for `OMTMultivariateNormal`.
           control_var: floating `Tensor` (usually a `tf.Variable`) of shape
             `batch_shape + [2, num_components, d]`: `control_var[..., 0, :, :]`
             is `B` and `control_var[..., 1, :, :]` is `C`. A single tensor
@@ -85,9 +82,9 @@ class AVFMultivariateNormal(mvn_base.MultivariateNormalTriLWithCustomGradient):
             work). Pyro's layout `(2, num_components, d)` is the unbatched
             case; it broadcasts over the batch, the control variate is then
             shared and its objective summed over the batch members.
-          validate_args: Python `bool`; check parameters at run time.
-          allow_nan_stats: Python `bool`; as in every TFP distribution.
-          name: Python `str` name for the ops.
+          validate_args: check parameters at run time (Python `bool`).
+          allow_nan_stats: as in every TFP distribution.
+          name: the ops' name scope.
 
         Raises:
           TypeError: if an argument is None, non-floating, or the dtypes differ.

@@ -106,8 +106,41 @@ class _RelaxedStraightThrough(construction.FullyReparameterizedDistribution):
     _logits_event_ndims: int  # 1 for one-hot categorical, 0 for Bernoulli.
     _registry: _RelaxedPreimageRegistry
 
-    def _check_and_initialize(self, parameters):
-        """The whole constructor of both subclasses, after `dict(locals())`."""
+    def __init__(
+        self,
+        temperature: Any,
+        logits: Any = None,
+        probs: Any = None,
+        validate_args: bool = False,
+        allow_nan_stats: bool = True,
+        name: str | None = None,
+    ) -> None:
+        """Builds the distribution.
+
+        Args:
+          temperature: positive floating `Tensor` broadcastable to the batch
+            shape.
+          logits: floating `Tensor`: unnormalized log-probabilities of shape
+            `batch_shape + [K]` for the one-hot categorical, the log-odds of 1
+            (shape `batch_shape`) for the Bernoulli. Exactly one of `logits`
+            and `probs`.
+          probs: floating `Tensor` shaped like `logits`: probabilities that sum
+            to 1 over the last axis (categorical), the probability of 1
+            (Bernoulli).
+          validate_args: Python `bool`; check parameters at run time.
+          allow_nan_stats: Python `bool`; as in every TFP distribution.
+          name: Python `str` name for the ops. Default value: `None`, the
+            class name.
+
+        Raises:
+          TypeError: if `temperature` is None, or an argument is non-floating,
+            or the arguments have different dtypes.
+          ValueError: if not exactly one of `logits` and `probs` is given, if
+            the categorical's has static rank 0, or if statically known
+            `temperature` is not positive or `probs` lies outside [0, 1].
+        """
+        parameters = dict(locals())
+        parameters["name"] = name or type(self).__name__
         self._check_arguments(
             type(self).__name__,
             parameters["temperature"],
@@ -265,37 +298,6 @@ class RelaxedOneHotCategoricalStraightThrough(_RelaxedStraightThrough):
     _logits_event_ndims = 1
     _registry = _RelaxedPreimageRegistry()
 
-    def __init__(
-        self,
-        temperature: Any,
-        logits: Any = None,
-        probs: Any = None,
-        validate_args: bool = False,
-        allow_nan_stats: bool = True,
-        name: str = "RelaxedOneHotCategoricalStraightThrough",
-    ) -> None:
-        """Builds the distribution.
-
-        Args:
-          temperature: positive floating `Tensor` of shape `batch_shape` (or
-            broadcastable to it).
-          logits: floating `Tensor` of shape `batch_shape + [K]`, unnormalized
-            log-probabilities. Exactly one of `logits` and `probs`.
-          probs: floating `Tensor` of shape `batch_shape + [K]`, probabilities
-            that sum to 1 over the last axis.
-          validate_args: Python `bool`; check parameters at run time.
-          allow_nan_stats: Python `bool`; as in every TFP distribution.
-          name: Python `str` name for the ops.
-
-        Raises:
-          TypeError: if `temperature` is None, or an argument is non-floating,
-            or the arguments have different dtypes.
-          ValueError: if not exactly one of `logits` and `probs` is given, if
-            one of them has static rank 0, or if statically known `temperature`
-            is not positive or `probs` lies outside [0, 1].
-        """
-        self._check_and_initialize(dict(locals()))
-
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
         return cls._relaxed_parameter_properties(dtype, tfb.SoftmaxCentered)
@@ -363,36 +365,6 @@ class RelaxedBernoulliStraightThrough(_RelaxedStraightThrough):
 
     _logits_event_ndims = 0
     _registry = _RelaxedPreimageRegistry()
-
-    def __init__(
-        self,
-        temperature: Any,
-        logits: Any = None,
-        probs: Any = None,
-        validate_args: bool = False,
-        allow_nan_stats: bool = True,
-        name: str = "RelaxedBernoulliStraightThrough",
-    ) -> None:
-        """Builds the distribution.
-
-        Args:
-          temperature: positive floating `Tensor` broadcastable to the batch
-            shape.
-          logits: floating `Tensor`, the log-odds of 1. Exactly one of `logits`
-            and `probs`.
-          probs: floating `Tensor` in [0, 1], the probability of 1.
-          validate_args: Python `bool`; check parameters at run time.
-          allow_nan_stats: Python `bool`; as in every TFP distribution.
-          name: Python `str` name for the ops.
-
-        Raises:
-          TypeError: if `temperature` is None, or an argument is non-floating,
-            or the arguments have different dtypes.
-          ValueError: if not exactly one of `logits` and `probs` is given, or if
-            statically known `temperature` is not positive or `probs` lies
-            outside [0, 1].
-        """
-        self._check_and_initialize(dict(locals()))
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):

@@ -25,41 +25,27 @@ __all__ = [
 class Layout(enum.Enum):
     """How the `S * K` samples are laid out when drawn."""
 
-    DRAWS_FIRST = "draws_first"
-    """`[S * K] + batch + event`, as `tfp.vi` draws for every estimator but VIMCO."""
-
-    PARTICLES_FIRST = "particles_first"
-    """`[K, S] + batch + event`, as `tfp.vi` draws for VIMCO (same samples)."""
-
-    ONE_PER_COMPONENT = "one_per_component"
-    """`[S, C] + batch + event`: one draw from each mixture component."""
+    DRAWS_FIRST = "draws_first"  # [S * K] + batch + event, as tfp.vi draws
+    PARTICLES_FIRST = "particles_first"  # [K, S] + batch + event (tfp.vi's VIMCO)
+    ONE_PER_COMPONENT = "one_per_component"  # [S, C] + batch + event, C components
 
 
 class PathGradient(enum.Enum):
     """Whether samples keep their gradient to the surrogate's parameters."""
 
-    STOPPED = "stopped"
-    """Samples are constants (score-function estimators)."""
-
-    LIVE = "live"
-    """Samples are differentiable functions of the parameters."""
-
+    STOPPED = "stopped"  # samples are constants (score-function estimators)
+    LIVE = "live"  # samples are differentiable functions of the parameters
+    # Live, each particle's backward pass multiplied by a scale the estimator
+    # computes from the densities (`GradientScale`).
     SCALED = "scaled"
-    """Live, with each particle's backward pass multiplied by a scale the
-    estimator computes from the densities (`GradientScale`)."""
 
 
 class Needs(enum.Enum):
     """What the estimator needs of the surrogate's reparameterization."""
 
-    FULL = "full"
-    """Every part fully reparameterized."""
-
-    PARTIAL = "partial"
-    """At least one part reparameterized; the rest get score-function terms."""
-
-    NONE = "none"
-    """Any surrogate: samples are not differentiated."""
+    FULL = "full"  # every part fully reparameterized
+    PARTIAL = "partial"  # some parts reparameterized, score terms for the rest
+    NONE = "none"  # any surrogate: samples are not differentiated
 
 
 class Density(enum.Enum):
