@@ -419,8 +419,8 @@ BAD_INPUTS = [
     ("seed_string", dict(seed="abc"), TypeError, "seed"),
     ("name_not_string", dict(name=3), TypeError, "name"),
     (
-        "target_wrong_shape",
-        dict(target_log_prob_fn=lambda z: tf.reduce_sum(z)),
+        "target_wrong_shape",  # a scalar broadcasts (as in tfp.vi); this cannot
+        dict(target_log_prob_fn=lambda z: tf.zeros([7, 5])),
         ValueError,
         "target_log_prob_fn",
     ),

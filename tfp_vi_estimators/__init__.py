@@ -6,6 +6,10 @@ gradients, an automatically built stopped surrogate, and score-function
 gradients for importance-weighted bounds.
 """
 
+import importlib
+
+from tensorflow_probability import vi as _tfp_vi
+
 from tfp_vi_estimators import estimators
 from tfp_vi_estimators.analytic import elbo_with_analytic_entropy, elbo_with_analytic_kl
 from tfp_vi_estimators.csiszar import (
@@ -26,6 +30,7 @@ from tfp_vi_estimators.csiszar import (
     total_variation,
     triangular,
 )
+from tfp_vi_estimators.csiszar_vimco import csiszar_vimco
 from tfp_vi_estimators.estimator_choice import GradientEstimators
 from tfp_vi_estimators.fitting import fit_surrogate_posterior
 from tfp_vi_estimators.marginal_likelihood import log_marginal_likelihood
@@ -33,11 +38,48 @@ from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
 __version__ = "0.1.0"
 
+# `tfp.vi`'s mutual-information bounds (Barber-Agakov, InfoNCE, Jensen-Shannon,
+# Nguyen-Wainwright-Jordan): TFP's own module, as the Csiszar functions are.
+mutual_information = _tfp_vi.mutual_information
+
+# Subpackages and modules reachable as attributes (`tfp_vi_estimators.keras_models`)
+# without their own import, loaded on first use (PEP 562) so that importing the
+# package stays as fast as before.
+_LAZY_MODULES = (
+    "analytic",
+    "csiszar",
+    "diagnostics",
+    "distributions",
+    "estimator_choice",
+    "fitting",
+    "keras_models",
+    "loss_config",
+    "marginal_likelihood",
+    "problems",
+    "report",
+    "sampler",
+    "stopped_surrogate",
+    "targets",
+    "variational_loss",
+)
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_MODULES))
+
+
 __all__ = [
     "GradientEstimators",
     "amari_alpha",
     "arithmetic_geometric",
     "chi_square",
+    "csiszar_vimco",
     "dual_csiszar_function",
     "elbo_with_analytic_entropy",
     "elbo_with_analytic_kl",
@@ -51,6 +93,7 @@ __all__ = [
     "log1p_abs",
     "modified_gan",
     "monte_carlo_variational_loss",
+    "mutual_information",
     "pearson",
     "squared_hellinger",
     "symmetrized_csiszar_function",

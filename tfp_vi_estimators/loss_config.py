@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators._internal.reparameterization import reparameterized_parts
+from tfp_vi_estimators._internal.surrogates import as_distribution
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.estimator_choice import resolve_gradient_estimator
 from tfp_vi_estimators.estimators import GradientEstimator
@@ -67,8 +68,12 @@ def check_arguments(
     """
     checks.check_callable("target_log_prob_fn", target_log_prob_fn)
     checks.check_distribution("surrogate_posterior", surrogate_posterior)
-    checks.check_positive_integer("sample_size", sample_size)
-    checks.check_positive_integer("importance_sample_size", importance_sample_size)
+    sample_size = checks.check_positive_integer(
+        "sample_size", sample_size, integral_floats=True
+    )
+    importance_sample_size = checks.check_positive_integer(
+        "importance_sample_size", importance_sample_size, integral_floats=True
+    )
     checks.check_callable("discrepancy_fn", discrepancy_fn)
     checks.check_stopped_surrogate(surrogate_posterior, stopped_surrogate_posterior)
     checks.check_seed(seed)
@@ -94,6 +99,7 @@ def _check_plan(estimator, surrogate, sample_size, importance_sample_size):
     """What the estimator's plan needs of the surrogate and the sample sizes."""
     plan = estimator.plan
     if plan.layout is Layout.ONE_PER_COMPONENT:
+        surrogate = as_distribution(surrogate)
         if not isinstance(surrogate, tfp.distributions.MixtureSameFamily):
             raise ValueError(
                 f"{estimator.name} needs a tfd.MixtureSameFamily "
@@ -125,7 +131,7 @@ def _check_reparameterization(estimator, surrogate):
     if needs is Needs.FULL and not all(reparameterized):
         missing = "is not fully reparameterized"
     elif needs is Needs.PARTIAL and not isinstance(
-        surrogate, tfp.distributions.JointDistribution
+        as_distribution(surrogate), tfp.distributions.JointDistribution
     ):
         missing = "is not a JointDistribution of reparameterized and other parts"
     elif needs is Needs.PARTIAL and not any(reparameterized):

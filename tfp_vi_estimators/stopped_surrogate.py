@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
+from tfp_vi_estimators._internal.surrogates import as_distribution
 
 tfd = tfp.distributions
 
@@ -92,7 +93,7 @@ def stopped_log_prob_fn(surrogate_posterior, stopped_surrogate_posterior=None):
     if stopped_surrogate_posterior is not None:
         return stopped_surrogate_posterior.log_prob
     try:
-        return _stopped_copy(surrogate_posterior).log_prob
+        return _stopped_copy(as_distribution(surrogate_posterior)).log_prob
     except CannotCopy:
         return lambda value: _log_prob_with_sample_gradient_only(
             surrogate_posterior, value

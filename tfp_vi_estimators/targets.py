@@ -2,43 +2,54 @@
 
 import functools
 import inspect
+import traceback
 
 import tensorflow as tf
-import tensorflow_probability as tfp
+
+from tfp_vi_estimators._internal.tfp_internals import call_with_structure
 
 __all__ = ["call_target", "check_target_output"]
 
 
 def call_target(target_log_prob_fn, samples, seed):
-    """Calls the target as `tfp.vi` does, passing `seed` if it takes one.
+    """Calls the target exactly as `tfp.vi` does.
 
-    A signature with a `seed` parameter gets it; one with neither `seed` nor
-    `**kwargs` (or a distribution's own `log_prob`) does not. Otherwise the
-    target is tried with the seed, then without, as `tfp.vi` does; if both
-    fail, the error of the call without the seed is raised, with a note.
+    The samples are passed by TFP's structure rule (`nest_util.call_fn`: a list
+    or tuple spread as positional arguments, a dict as keywords, anything else,
+    a namedtuple included, as one argument, except the `StructTuple` samples
+    of `JointDistributionCoroutine`, which are spread). The target is called
+    with `seed=` first and, if that raises, without it; if both raise, a
+    `RuntimeError` quotes both errors, as `tfp.vi`'s does. A signature that
+    can take no `seed` (no such parameter, no `**kwargs`) is called without it
+    straight away: the call with the seed would fail before running any code,
+    so the outcome is the same.
     """
-    call = functools.partial(_call_with_structure, target_log_prob_fn, samples)
-    accepts = _accepts_seed(target_log_prob_fn)
-    if accepts is True:
-        return call(seed=seed)
-    if accepts is False:
-        return call()
+    call = functools.partial(call_with_structure, args=samples)
+    if _accepts_seed(target_log_prob_fn) is False:
+        return call(target_log_prob_fn)
     try:
-        return call(seed=seed)
-    except Exception as with_seed:  # noqa: BLE001 - mirrors tfp.vi's detection
-        first = f"{type(with_seed).__name__}: {with_seed}"
+        return call(functools.partial(target_log_prob_fn, seed=seed))
+    except Exception as error:  # noqa: BLE001 - tfp.vi's detection, exactly
+        with_seed = error
+    # Called outside the `except` so the second error does not chain the first.
     try:
-        return call()
-    except Exception as without_seed:
-        without_seed.add_note(
-            f"tfp_vi_estimators called `target_log_prob_fn` with `seed=` first; "
-            f"that raised {first}"
-        )
-        raise
+        return call(target_log_prob_fn)
+    except Exception as without_seed:  # noqa: BLE001
+        raise RuntimeError(
+            f"Attempted to detect if {target_log_prob_fn} requires a `seed`, but "
+            f"failed.\nCalling it with seed raised:\n\n{_traceback(with_seed)}\n\n"
+            f"Calling it without the seed raised:\n\n{_traceback(without_seed)}"
+        ) from None
 
 
 def check_target_output(target_log_prob, log_prob_spec):
-    """One log-density per sample, in the surrogate's dtype; checked statically.
+    """The target's log-density, broadcast to one per sample, as `tfp.vi` allows.
+
+    `tfp.vi` accepts a target that returns a scalar, or any shape that
+    broadcasts against the surrogate's per-sample log-density; so does this
+    function (the value is broadcast to that shape). An output that would
+    *enlarge* the loss's shape (per-dimension log-densities `[S, D]` where
+    `[S]` is expected, the classic silent bug of hand-written VI) is refused.
 
     Args:
       target_log_prob: what the target returned.
@@ -46,39 +57,52 @@ def check_target_output(target_log_prob, log_prob_spec):
         same samples.
 
     Returns:
-      `target_log_prob` as a `Tensor`.
+      `target_log_prob` as a `Tensor` shaped like the surrogate's log-density.
 
     Raises:
-      ValueError: naming `target_log_prob_fn`, for another dtype or shape.
+      ValueError: naming `target_log_prob_fn` and both shapes, for an output
+        that does not broadcast to one value per sample, or another dtype.
     """
-    if not tf.is_tensor(target_log_prob):
-        target_log_prob = tf.convert_to_tensor(target_log_prob)
+    target_log_prob = tf.convert_to_tensor(
+        target_log_prob, dtype_hint=log_prob_spec.dtype
+    )
     if target_log_prob.dtype != log_prob_spec.dtype:
         raise ValueError(
             "`target_log_prob_fn` must return the surrogate's log-density dtype "
             f"{log_prob_spec.dtype.name}; got {target_log_prob.dtype.name}."
         )
-    if not target_log_prob.shape.is_compatible_with(log_prob_spec.shape):
+    shape, expected = target_log_prob.shape, log_prob_spec.shape
+    if shape.is_compatible_with(expected):
+        return target_log_prob
+    try:
+        broadcast = tf.broadcast_static_shape(shape, expected)
+    except ValueError:
+        broadcast = None
+    if broadcast is None or not broadcast.is_compatible_with(expected):
         raise ValueError(
             "`target_log_prob_fn` must return one log-density per sample, shaped "
-            f"like the surrogate's log_prob {log_prob_spec.shape}; got "
-            f"{target_log_prob.shape}."
+            f"like the surrogate's log_prob {expected} (or a shape that "
+            f"broadcasts to it); got {shape}, which "
+            + (
+                "does not broadcast."
+                if broadcast is None
+                else f"broadcasts to {broadcast}."
+            )
         )
+    if expected.is_fully_defined():
+        return tf.broadcast_to(target_log_prob, expected)
     return target_log_prob
 
 
-def _call_with_structure(fn, samples, **kwargs):
-    if isinstance(samples, (list, tuple)) and not hasattr(samples, "_fields"):
-        return fn(*samples, **kwargs)
-    if isinstance(samples, dict):
-        return fn(**samples, **kwargs)
-    return fn(samples, **kwargs)
+def _traceback(error):
+    return "".join(
+        traceback.format_exception(None, value=error, tb=error.__traceback__)
+    )
 
 
 def _accepts_seed(fn):
-    owners = (getattr(f, "__self__", None) for f in (fn, inspect.unwrap(fn)))
-    if any(isinstance(o, tfp.distributions.Distribution) for o in owners):
-        return False  # `log_prob(value, name, **kwargs)` passes kwargs on
+    """False if `fn`'s signature can take no `seed`; True if it names one;
+    None when it cannot tell (`**kwargs`, or no signature)."""
     try:
         parameters = inspect.signature(fn).parameters
     except (TypeError, ValueError):

@@ -15,6 +15,7 @@ import tensorflow_probability as tfp
 TENSOR_UTIL = "tensorflow_probability.python.internal.tensor_util"
 PREFER_STATIC = "tensorflow_probability.python.internal.prefer_static"
 SAMPLERS = "tensorflow_probability.python.internal.samplers"
+NEST_UTIL = "tensorflow_probability.python.internal.nest_util"
 
 # (module path, attribute): every private TFP name the package uses, directly
 # or through a module that `tfp_internals` re-exports.
@@ -26,11 +27,13 @@ PRIVATE_SYMBOLS = [
     (SAMPLERS, "fold_in"),
     (SAMPLERS, "sanitize_seed"),
     (SAMPLERS, "split_seed"),
+    (NEST_UTIL, "call_fn"),
 ]
 
 # Name exported by `tfp_internals` -> (module path, attribute) it stands for;
 # a re-exported module stands for the module itself (attribute None).
 EXPORTS = {
+    "call_with_structure": (NEST_UTIL, "call_fn"),
     "convert_nonref_to_tensor": (TENSOR_UTIL, "convert_nonref_to_tensor"),
     "has_reference_semantics": (TENSOR_UTIL, "is_ref"),
     "prefer_static": (PREFER_STATIC, None),

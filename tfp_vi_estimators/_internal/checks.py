@@ -4,7 +4,11 @@ import numbers
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
+
+from tfp_vi_estimators._internal.surrogates import (
+    REQUIRED_METHODS,
+    behaves_as_distribution,
+)
 
 
 def check_callable(name, value):
@@ -16,22 +20,41 @@ def check_callable(name, value):
 
 
 def check_distribution(name, value, optional=False):
+    """A `tfd.Distribution`, or an object that behaves as one (as `tfp.vi`
+    accepts: TFP's surrogate builders return a `DeferredModule`)."""
     if optional and value is None:
         return
-    if not isinstance(value, tfp.distributions.Distribution):
+    if not behaves_as_distribution(value):
         expected = "None or " if optional else ""
+        missing = [a for a in REQUIRED_METHODS if not hasattr(value, a)]
         raise TypeError(
-            f"`{name}` must be {expected}a tfp.distributions.Distribution; got "
-            f"{value!r} of type {type(value).__name__}."
+            f"`{name}` must be {expected}a tfp.distributions.Distribution (or an "
+            f"object that behaves as one); got {value!r} of type "
+            f"{type(value).__name__}, which lacks {', '.join(missing)}."
         )
 
 
-def check_positive_integer(name, value, minimum=1):
-    """A Python/NumPy integer, or an integer scalar Tensor, at least `minimum`."""
+def check_positive_integer(name, value, minimum=1, integral_floats=False):
+    """A Python/NumPy integer, or an integer scalar Tensor, at least `minimum`.
+
+    With `integral_floats` an integer-valued Python/NumPy float (`1e4`) is
+    accepted too, as `tfp.vi` accepts it for sample sizes.
+
+    Returns:
+      The value, as a Python `int` when it was a Python/NumPy number.
+    """
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be an integer; got the bool {value!r}.")
+    if integral_floats and isinstance(value, numbers.Real):
+        if not float(value).is_integer():
+            raise TypeError(
+                f"`{name}` must be a positive integer (an integer-valued float "
+                f"such as 1e4 is accepted); got {value!r}."
+            )
+        value = int(value)
     if isinstance(value, numbers.Integral):
         static = int(value)
+        value = static
     elif tf.is_tensor(value) or isinstance(value, (np.ndarray, tf.Variable)):
         dtype = tf.as_dtype(value.dtype)
         if not dtype.is_integer:
@@ -41,7 +64,7 @@ def check_positive_integer(name, value, minimum=1):
             raise ValueError(f"`{name}` must be a scalar; got shape {value.shape}.")
         static = tf.get_static_value(value)
         if static is None:
-            return
+            return value
         static = int(static)
     else:
         raise TypeError(
@@ -50,6 +73,7 @@ def check_positive_integer(name, value, minimum=1):
         )
     if static < minimum:
         raise ValueError(f"`{name}` must be at least {minimum}; got {static}.")
+    return value
 
 
 def check_seed(value):

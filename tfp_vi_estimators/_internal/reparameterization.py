@@ -7,6 +7,8 @@ argument checks, the sampler and the analytic ELBOs all ask here.
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vi_estimators._internal.surrogates import as_distribution
+
 __all__ = [
     "is_fully_reparameterized",
     "is_partly_reparameterized",
@@ -29,6 +31,7 @@ def is_fully_reparameterized(distribution) -> bool:
 
 def is_partly_reparameterized(distribution) -> bool:
     """A `JointDistribution` with at least one reparameterized part."""
-    return isinstance(distribution, tfp.distributions.JointDistribution) and any(
-        reparameterized_parts(distribution)
+    joint = isinstance(
+        as_distribution(distribution), tfp.distributions.JointDistribution
     )
+    return joint and any(reparameterized_parts(distribution))

@@ -32,9 +32,17 @@ What remains, and why:
   integer, in TFP's seed format; `tfp.random` exposes `sanitize_seed` and
   `split_seed` (the same functions as `samplers.sanitize_seed` /
   `samplers.split_seed`; prefer the public names) but not `fold_in`.
+* `call_with_structure` (`internal.nest_util.call_fn`): calls the user's
+  target with a sample structure exactly as `tfp.vi` does (a list or tuple
+  spread as positional arguments, a dict as keywords, a namedtuple as one
+  argument except `JointDistributionCoroutine`'s `StructTuple`, which is
+  spread). Reimplementing the rule would drift from TFP's.
 """
 
 from tensorflow_probability.python.internal import prefer_static, samplers
+from tensorflow_probability.python.internal.nest_util import (
+    call_fn as call_with_structure,
+)
 from tensorflow_probability.python.internal.samplers import fold_in as fold_in_seed
 from tensorflow_probability.python.internal.tensor_util import (
     convert_nonref_to_tensor,
@@ -44,6 +52,7 @@ from tensorflow_probability.python.internal.tensor_util import (
 )
 
 __all__ = [
+    "call_with_structure",
     "convert_nonref_to_tensor",
     "fold_in_seed",
     "has_reference_semantics",
