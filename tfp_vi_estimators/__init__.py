@@ -32,7 +32,10 @@ from tfp_vi_estimators.csiszar import (
 )
 from tfp_vi_estimators.csiszar_vimco import csiszar_vimco
 from tfp_vi_estimators.estimator_choice import GradientEstimators
-from tfp_vi_estimators.fitting import fit_surrogate_posterior
+from tfp_vi_estimators.fitting import (
+    fit_surrogate_posterior,
+    fit_surrogate_posterior_stateless,
+)
 from tfp_vi_estimators.marginal_likelihood import log_marginal_likelihood
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
@@ -55,6 +58,7 @@ _LAZY_MODULES = (
     "keras_models",
     "loss_config",
     "marginal_likelihood",
+    "optimizers",
     "problems",
     "report",
     "sampler",
@@ -85,6 +89,7 @@ __all__ = [
     "elbo_with_analytic_kl",
     "estimators",
     "fit_surrogate_posterior",
+    "fit_surrogate_posterior_stateless",
     "jeffreys",
     "jensen_shannon",
     "kl_forward",

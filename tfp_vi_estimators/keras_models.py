@@ -23,20 +23,18 @@ grad[t]    = 1/R sum_r grad loss[t, r]              # all-reduced by the optimiz
 This module needs Keras 3 with the TensorFlow backend.
 """
 
+import dataclasses
 import functools
 
 import keras
 import tensorflow as tf
-from tensorflow_probability.python.internal import samplers
+import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
+from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.csiszar import kl_reverse
-from tfp_vi_estimators.estimator_choice import resolve_gradient_estimator
-from tfp_vi_estimators.variational_loss import (
-    check_arguments,
-    monte_carlo_variational_loss,
-)
+from tfp_vi_estimators.variational_loss import check_arguments, evaluate_loss
 
 __all__ = ["SurrogatePosteriorModel", "VariationalModel", "replica_seed"]
 
@@ -70,10 +68,10 @@ def replica_seed(seed):
     Returns:
       seed: an `int32` `Tensor` of shape `[2]`, distinct for each replica.
     """
-    seed = samplers.sanitize_seed(seed)
+    seed = tfp.random.sanitize_seed(seed)
     context = tf.distribute.get_replica_context()
     replica_id = 0 if context is None else context.replica_id_in_sync_group
-    return samplers.fold_in(seed, tf.cast(replica_id, tf.int32))
+    return fold_in_seed(seed, tf.cast(replica_id, tf.int32))
 
 
 class VariationalModel(keras.Model):
@@ -169,31 +167,39 @@ class VariationalModel(keras.Model):
         outputs is rebuilt with float32 parameters (gradients flow through the
         casts) and a 16-bit target log-density is cast to float32.
         """
-        target_log_prob_fn, surrogate_posterior = self.variational_problem(
-            data, training=training
+        config = self._loss_config(data, training=training)
+        return self.reduce_loss(evaluate_loss(config, seed))
+
+    def _loss_config(self, data, training=False):
+        """The checked `LossConfig` of the loss for a batch of `data`.
+
+        The surrogate depends on the batch, so the loss's arguments are checked
+        (and the estimator resolved) here, once per traced step: in `fit` this
+        runs when the step is traced, not at every step it executes.
+        """
+        target_log_prob_fn, surrogate_posterior, stopped = self._problem_in_float32(
+            data, training
         )
-        surrogate_posterior = _in_float32(surrogate_posterior, "surrogate_posterior")
-        stopped_surrogate_posterior = self.stopped_surrogate_posterior(
-            data, surrogate_posterior
-        )
-        if stopped_surrogate_posterior is not None:
-            stopped_surrogate_posterior = _in_float32(
-                stopped_surrogate_posterior, "stopped_surrogate_posterior"
-            )
-        estimator = resolve_gradient_estimator(
-            self.gradient_estimator, None, surrogate_posterior
-        )
-        loss = monte_carlo_variational_loss(
-            _float32_log_prob(target_log_prob_fn),
+        return check_arguments(
+            target_log_prob_fn,
             surrogate_posterior,
             sample_size=self.sample_size,
             importance_sample_size=self.importance_sample_size,
             discrepancy_fn=self.discrepancy_fn,
-            gradient_estimator=estimator,
-            stopped_surrogate_posterior=stopped_surrogate_posterior,
-            seed=seed,
+            gradient_estimator=self.gradient_estimator,
+            stopped_surrogate_posterior=stopped,
         )
-        return self.reduce_loss(loss)
+
+    def _problem_in_float32(self, data, training):
+        """`(target, surrogate, stopped surrogate)` for a batch, in float32."""
+        target_log_prob_fn, surrogate_posterior = self.variational_problem(
+            data, training=training
+        )
+        surrogate_posterior = _in_float32(surrogate_posterior, "surrogate_posterior")
+        stopped = self.stopped_surrogate_posterior(data, surrogate_posterior)
+        if stopped is not None:
+            stopped = _in_float32(stopped, "stopped_surrogate_posterior")
+        return _float32_log_prob(target_log_prob_fn), surrogate_posterior, stopped
 
     def step_seed(self):
         """This step's seed: the next from the `SeedGenerator`, per replica."""
@@ -273,31 +279,17 @@ class SurrogatePosteriorModel(VariationalModel):
         **loss_options,
     ):
         # Every check the loss makes, now rather than at the first step.
-        check_arguments(
+        loss_config = check_arguments(
             target_log_prob_fn,
             surrogate_posterior,
             stopped_surrogate_posterior=stopped_surrogate_posterior,
             **{k: v for k, v in loss_options.items() if k in _LOSS_OPTIONS},
         )
-        if trainable_variables is None:
-            trainable_variables = list(surrogate_posterior.trainable_variables)
-            if isinstance(target_log_prob_fn, tf.Module):
-                trainable_variables += list(target_log_prob_fn.trainable_variables)
-        else:
-            trainable_variables = list(trainable_variables)
-            for v in trainable_variables:
-                if not isinstance(v, tf.Variable):
-                    raise TypeError(
-                        "`trainable_variables` must contain only tf.Variables; got "
-                        f"{v!r} of type {type(v).__name__}."
-                    )
-        if not trainable_variables:
-            raise ValueError(
-                "`surrogate_posterior` has no trainable variables; build it from "
-                "`tf.Variable`s or `tfp.util.TransformedVariable`s, or pass "
-                "`trainable_variables`."
-            )
+        trainable_variables = _checked_trainable_variables(
+            trainable_variables, target_log_prob_fn, surrogate_posterior
+        )
         super().__init__(**loss_options)
+        self._checked_loss_config = loss_config
         self.target_log_prob_fn = target_log_prob_fn
         self.surrogate_posterior = surrogate_posterior
         self._stopped_surrogate_posterior = stopped_surrogate_posterior
@@ -311,6 +303,18 @@ class SurrogatePosteriorModel(VariationalModel):
 
     def variational_problem(self, data, training=False):
         return self.target_log_prob_fn, self.surrogate_posterior
+
+    def _loss_config(self, data, training=False):
+        """The `LossConfig` checked at construction, with the float32 problem."""
+        target_log_prob_fn, surrogate_posterior, stopped = self._problem_in_float32(
+            data, training
+        )
+        return dataclasses.replace(
+            self._checked_loss_config,
+            target_log_prob_fn=target_log_prob_fn,
+            surrogate_posterior=surrogate_posterior,
+            stopped_surrogate_posterior=stopped,
+        )
 
     def stopped_surrogate_posterior(self, data, surrogate_posterior):
         return self._stopped_surrogate_posterior
@@ -390,6 +394,29 @@ def _float32_log_prob(target_log_prob_fn):
         return tf.nest.map_structure(_to_float32, target_log_prob_fn(*args, **kwargs))
 
     return target_in_float32
+
+
+def _checked_trainable_variables(trainable_variables, target_log_prob_fn, surrogate):
+    """The variables to train: as given, or the surrogate's and the target's."""
+    if trainable_variables is None:
+        trainable_variables = list(surrogate.trainable_variables)
+        if isinstance(target_log_prob_fn, tf.Module):
+            trainable_variables += list(target_log_prob_fn.trainable_variables)
+    else:
+        trainable_variables = list(trainable_variables)
+        for v in trainable_variables:
+            if not isinstance(v, tf.Variable):
+                raise TypeError(
+                    "`trainable_variables` must contain only tf.Variables; got "
+                    f"{v!r} of type {type(v).__name__}."
+                )
+    if not trainable_variables:
+        raise ValueError(
+            "`surrogate_posterior` has no trainable variables; build it from "
+            "`tf.Variable`s or `tfp.util.TransformedVariable`s, or pass "
+            "`trainable_variables`."
+        )
+    return trainable_variables
 
 
 def _keras_name(variable):

@@ -22,9 +22,11 @@ loss[t], grads[t]         = value_and_gradient(loss_fn(seed=seed[t]))
 from tfp_vi_estimators.fitting.api import fit_surrogate_posterior
 from tfp_vi_estimators.fitting.checkpoints import CorruptCheckpointError
 from tfp_vi_estimators.fitting.loop import NonFiniteLossError
+from tfp_vi_estimators.fitting.stateless import fit_surrogate_posterior_stateless
 
 __all__ = [
     "CorruptCheckpointError",
     "NonFiniteLossError",
     "fit_surrogate_posterior",
+    "fit_surrogate_posterior_stateless",
 ]

@@ -1,23 +1,24 @@
-"""`fit_surrogate_posterior`: its signature, docstring and argument checks."""
+"""`fit_surrogate_posterior`: check the arguments once, then run the steps.
 
-import numbers
+Eagerly the steps run in `loop._FitLoop` (compiled chunks, with progress and
+checkpoints between them); inside a `tf.function`, in `tfp.math.minimize`.
+Either way each step evaluates `variational_loss.evaluate_loss` on the one
+`LossConfig` checked up front.
+"""
+
 import os
 import sys
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.estimator_choice import GradientEstimators
+from tfp_vi_estimators.fitting.arguments import check_fit_arguments
 from tfp_vi_estimators.fitting.checkpoints import _fingerprint
 from tfp_vi_estimators.fitting.loop import _FitLoop
 from tfp_vi_estimators.fitting.progress import _isatty, _Progress
-from tfp_vi_estimators.variational_loss import (
-    check_arguments,
-    monte_carlo_variational_loss,
-)
+from tfp_vi_estimators.variational_loss import check_arguments, evaluate_loss
 
 
 def _trace_loss(traceable_quantities):
@@ -145,158 +146,115 @@ def fit_surrogate_posterior(
         Doubly reparameterized gradient estimators for Monte Carlo objectives.
         ICLR 2019. arXiv:1810.04152.
     """
-    checks.check_callable("target_log_prob_fn", target_log_prob_fn)
-    checks.check_distribution("surrogate_posterior", surrogate_posterior)
-    if not hasattr(optimizer, "apply_gradients"):
-        raise TypeError(
-            "`optimizer` must be an optimizer with `apply_gradients` (for example "
-            f"`keras.optimizers.Adam()`); got {optimizer!r} of type "
-            f"{type(optimizer).__name__}."
-        )
-    num_steps = _static_positive_integer("num_steps", num_steps)
-    if convergence_criterion is not None and not (
-        hasattr(convergence_criterion, "bootstrap")
-        and hasattr(convergence_criterion, "one_step")
-    ):
-        raise TypeError(
-            "`convergence_criterion` must be None or a "
-            "tfp.optimizer.convergence_criteria.ConvergenceCriterion; got "
-            f"{convergence_criterion!r} of type {type(convergence_criterion).__name__}."
-        )
-    checks.check_callable("trace_fn", trace_fn)
-    _check_trainable_variables(trainable_variables)
-    if jit_compile is not None and not isinstance(jit_compile, (bool, np.bool_)):
-        raise TypeError(f"`jit_compile` must be None or a bool; got {jit_compile!r}.")
-    estimator = check_arguments(
+    loss = check_arguments(
         target_log_prob_fn,
         surrogate_posterior,
         sample_size=sample_size,
         importance_sample_size=importance_sample_size,
         discrepancy_fn=discrepancy_fn,
-        seed=seed,
-        name=name,
-        gradient_estimator=(
+        gradient_estimator=(  # `tfp.vi.fit_surrogate_posterior` forces this one
             GradientEstimators.REPARAMETERIZATION
             if gradient_estimator is None
             else gradient_estimator
         ),
         stopped_surrogate_posterior=stopped_surrogate_posterior,
+        seed=seed,
     )
-    if progress is not None and not isinstance(progress, (bool, np.bool_)):
-        raise TypeError(f"`progress` must be None or a bool; got {progress!r}.")
-    if checkpoint_dir is not None and not isinstance(
-        checkpoint_dir, (str, os.PathLike)
-    ):
-        raise TypeError(
-            "`checkpoint_dir` must be None or a path (str or os.PathLike); got "
-            f"{checkpoint_dir!r} of type {type(checkpoint_dir).__name__}."
-        )
-    if checkpoint_every is not None:
-        if checkpoint_dir is None:
-            raise ValueError("`checkpoint_every` needs `checkpoint_dir`.")
-        checkpoint_every = _static_positive_integer(
-            "checkpoint_every", checkpoint_every
-        )
-    elif checkpoint_dir is not None:
-        checkpoint_every = max(1, num_steps // 10)
+    arguments = check_fit_arguments(
+        optimizer,
+        num_steps,
+        convergence_criterion,
+        trace_fn,
+        trainable_variables,
+        jit_compile,
+        seed,
+        name,
+        progress,
+        checkpoint_dir,
+        checkpoint_every,
+    )
+    if not tf.executing_eagerly():
+        return _fit_in_graph(loss, arguments)
+    return _fit_eagerly(loss, arguments)
+
+
+def _loss_fn(loss):
+    """The loss of one step, as `tfp.math.minimize` calls it."""
 
     def loss_fn(seed=None):
-        return monte_carlo_variational_loss(
-            target_log_prob_fn,
-            surrogate_posterior,
-            sample_size=sample_size,
-            importance_sample_size=importance_sample_size,
-            discrepancy_fn=discrepancy_fn,
-            gradient_estimator=estimator,
-            stopped_surrogate_posterior=stopped_surrogate_posterior,
-            seed=seed,
-        )
+        return evaluate_loss(loss, seed)
 
-    if not tf.executing_eagerly():
-        # Inside a tf.function there is no host to return to between steps:
-        # run tfp's loop unchanged, with this package's loss.
-        if checkpoint_dir is not None or progress:
-            raise ValueError(
-                "`checkpoint_dir` and `progress` need eager execution; call "
-                "`fit_surrogate_posterior` outside `tf.function` (pass "
-                "`jit_compile=True` to compile the steps)."
-            )
-        return tfp.math.minimize(
-            loss_fn,
-            num_steps=num_steps,
-            optimizer=optimizer,
-            convergence_criterion=convergence_criterion,
-            trace_fn=trace_fn,
-            trainable_variables=trainable_variables,
-            jit_compile=jit_compile,
-            seed=seed,
-            name=name,
-        )
+    return loss_fn
 
+
+def _fit_in_graph(loss, arguments):
+    """`tfp.math.minimize` unchanged, with this package's loss.
+
+    Inside a `tf.function` there is no host to return to between steps, so
+    neither progress nor checkpoints.
+    """
+    if arguments.checkpoint_dir is not None or arguments.progress:
+        raise ValueError(
+            "`checkpoint_dir` and `progress` need eager execution; call "
+            "`fit_surrogate_posterior` outside `tf.function` (pass "
+            "`jit_compile=True` to compile the steps)."
+        )
+    return tfp.math.minimize(
+        _loss_fn(loss),
+        num_steps=arguments.num_steps,
+        optimizer=arguments.optimizer,
+        convergence_criterion=arguments.convergence_criterion,
+        trace_fn=arguments.trace_fn,
+        trainable_variables=arguments.trainable_variables,
+        jit_compile=arguments.jit_compile,
+        seed=arguments.seed,
+        name=arguments.name,
+    )
+
+
+def _fit_eagerly(loss, arguments):
+    """Compiled chunks of steps, with progress and checkpoints in between."""
+    progress = arguments.progress
     if progress is None:
         progress = "CI" not in os.environ and _isatty(sys.stderr)
-    fingerprint = None
-    if checkpoint_dir is not None:
-        fingerprint = _fingerprint(
-            target_log_prob_fn=target_log_prob_fn,
-            surrogate_posterior=surrogate_posterior,
-            optimizer=optimizer,
-            convergence_criterion=convergence_criterion,
-            trace_fn=trace_fn,
-            discrepancy_fn=discrepancy_fn,
-            sample_size=sample_size,
-            importance_sample_size=importance_sample_size,
-            estimator=estimator,
-            seed=seed,
-        )
-    with tf.name_scope(name):
+    with tf.name_scope(arguments.name):
         loop = _FitLoop(
-            loss_fn,
-            optimizer,
-            num_steps,
-            convergence_criterion,
-            trace_fn,
-            trainable_variables,
-            bool(jit_compile),
-            seed,
-            chunk_size=_chunk_size(num_steps, progress, checkpoint_every),
+            _loss_fn(loss),
+            arguments.optimizer,
+            arguments.num_steps,
+            arguments.convergence_criterion,
+            arguments.trace_fn,
+            arguments.trainable_variables,
+            bool(arguments.jit_compile),
+            arguments.seed,
+            chunk_size=_chunk_size(
+                arguments.num_steps, progress, arguments.checkpoint_every
+            ),
         )
         return loop.run(
-            progress=_Progress(num_steps, sys.stderr) if progress else None,
-            checkpoint_dir=None
-            if checkpoint_dir is None
-            else os.fspath(checkpoint_dir),
-            checkpoint_every=checkpoint_every,
-            fingerprint=fingerprint,
+            progress=_Progress(arguments.num_steps, sys.stderr) if progress else None,
+            checkpoint_dir=arguments.checkpoint_dir,
+            checkpoint_every=arguments.checkpoint_every,
+            fingerprint=_fingerprint_of(loss, arguments),
         )
 
 
-def _static_positive_integer(name, value):
-    checks.check_positive_integer(name, value)
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    static = tf.get_static_value(value)
-    if static is None:
-        raise ValueError(f"`{name}` must be known statically (a Python integer).")
-    return int(static)
-
-
-def _check_trainable_variables(trainable_variables):
-    if trainable_variables is None:
-        return
-    if isinstance(trainable_variables, (str, bytes)) or not hasattr(
-        trainable_variables, "__iter__"
-    ):
-        raise TypeError(
-            "`trainable_variables` must be None or a list of tf.Variables; got "
-            f"{trainable_variables!r}."
-        )
-    for v in tf.nest.flatten(list(trainable_variables)):
-        if not isinstance(v, tf.Variable):
-            raise TypeError(
-                "`trainable_variables` must contain only tf.Variables; got "
-                f"{v!r} of type {type(v).__name__}."
-            )
+def _fingerprint_of(loss, arguments):
+    """The checkpoints' fingerprint of the arguments, or `None` without them."""
+    if arguments.checkpoint_dir is None:
+        return None
+    return _fingerprint(
+        target_log_prob_fn=loss.target_log_prob_fn,
+        surrogate_posterior=loss.surrogate_posterior,
+        optimizer=arguments.optimizer,
+        convergence_criterion=arguments.convergence_criterion,
+        trace_fn=arguments.trace_fn,
+        discrepancy_fn=loss.discrepancy_fn,
+        sample_size=loss.sample_size,
+        importance_sample_size=loss.importance_sample_size,
+        estimator=loss.estimator,
+        seed=arguments.seed,
+    )
 
 
 def _chunk_size(num_steps, progress, checkpoint_every):

@@ -70,28 +70,37 @@ class _CheckpointStore:
 
     def restore(self):
         """`(steps_done, state, trace)` from the latest checkpoint, or `None`."""
+        path = self._latest_path()
+        if path is None:
+            return None
+        self._check_fingerprint(path, _read_every_tensor(path))
         try:
-            path = tf.train.latest_checkpoint(self._directory)
+            self._checkpoint.restore(path).assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001
+            raise CorruptCheckpointError(
+                f"The checkpoint {path!r} does not match this fit's variables "
+                f"({type(e).__name__}: {e})."
+            ) from e
+        state = tf.nest.pack_sequence_as(
+            self._state_spec, [tf.convert_to_tensor(v) for v in self._state]
+        )
+        trace = tf.nest.pack_sequence_as(
+            self._trace_spec, [tf.convert_to_tensor(v) for v in self._trace]
+        )
+        return int(self._steps_done.numpy()), state, trace
+
+    def _latest_path(self):
+        try:
+            return tf.train.latest_checkpoint(self._directory)
         except Exception as e:  # noqa: BLE001 - any unreadable index is corrupt
             raise CorruptCheckpointError(
                 f"The checkpoint index in {self._directory!r} cannot be read ({e}); "
                 "nothing was restored. Delete the directory or use another "
                 "`checkpoint_dir`."
             ) from e
-        if path is None:
-            return None
-        try:
-            reader = tf.train.load_checkpoint(path)
-            # Reading every tensor checks every checksum before anything is assigned.
-            values = {
-                k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-            }
-        except Exception as e:  # noqa: BLE001
-            raise CorruptCheckpointError(
-                f"The checkpoint {path!r} is corrupt ({type(e).__name__}: "
-                f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
-                "nothing was restored. Delete it (or the directory) to start over."
-            ) from e
+
+    def _check_fingerprint(self, path, values):
+        """Refuses a checkpoint written by another fit or with other arguments."""
         key = next((k for k in values if k.startswith("fingerprint/")), None)
         if key is None:
             raise ValueError(
@@ -107,20 +116,19 @@ class _CheckpointStore:
                 "Pass the same arguments to resume, or use another "
                 "`checkpoint_dir` to start a new fit."
             )
-        try:
-            self._checkpoint.restore(path).assert_existing_objects_matched()
-        except Exception as e:  # noqa: BLE001
-            raise CorruptCheckpointError(
-                f"The checkpoint {path!r} does not match this fit's variables "
-                f"({type(e).__name__}: {e})."
-            ) from e
-        state = tf.nest.pack_sequence_as(
-            self._state_spec, [tf.convert_to_tensor(v) for v in self._state]
-        )
-        trace = tf.nest.pack_sequence_as(
-            self._trace_spec, [tf.convert_to_tensor(v) for v in self._trace]
-        )
-        return int(self._steps_done.numpy()), state, trace
+
+
+def _read_every_tensor(path):
+    """Every tensor of the checkpoint, by key; reading checks every checksum."""
+    try:
+        reader = tf.train.load_checkpoint(path)
+        return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
+    except Exception as e:  # noqa: BLE001
+        raise CorruptCheckpointError(
+            f"The checkpoint {path!r} is corrupt ({type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
+            "nothing was restored. Delete it (or the directory) to start over."
+        ) from e
 
 
 def _describe_difference(saved, current):

@@ -5,7 +5,6 @@ import functools
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
-from tensorflow_probability.python.internal import samplers
 
 from tfp_vi_estimators.fitting.checkpoints import _CheckpointStore
 
@@ -45,6 +44,10 @@ class _FitLoop:
         self._seed = seed
         self._chunk_size = chunk_size
         self._variables = None
+        # Set by `run`.
+        self._progress = self._store = self._every = None
+        self._state_spec = self._trace_spec = self._chunk_fn = None
+        self._seed_is_none = None
 
     # Compiled parts.
 
@@ -81,7 +84,7 @@ class _FitLoop:
     def _split(self, seed_state):
         if self._seed_is_none:
             return None, seed_state
-        seed, next_seed = samplers.split_seed(seed_state, n=2)
+        seed, next_seed = tfp.random.split_seed(seed_state, n=2)
         return seed, next_seed
 
     def _first_step(self, seed_state):
@@ -176,7 +179,19 @@ class _FitLoop:
     def _discover_variables(self, seed_state):
         """The variables the steps train, found by tracing the loss once."""
         if self._trainable_variables is not None:
-            return list(self._trainable_variables)
+            found = list(self._trainable_variables)
+        else:
+            found = self._variables_the_loss_reads(seed_state)
+        if not found:
+            raise ValueError(
+                "Nothing to train: the loss reads no trainable variable and "
+                "`trainable_variables` is empty or None. Build the surrogate "
+                "from `tf.Variable`s (or `tfp.util.TransformedVariable`s), or "
+                "pass `trainable_variables`."
+            )
+        return found
+
+    def _variables_the_loss_reads(self, seed_state):
         found = []
 
         def loss_only(seed_state):
@@ -211,63 +226,91 @@ class _FitLoop:
         )
 
     def run(self, progress, checkpoint_dir, checkpoint_every, fingerprint):
-        self._seed_is_none = self._seed is None and checkpoint_dir is None
-        if self._seed_is_none:
-            seed_state = tf.constant(-1, tf.int32)
-        else:
-            # With checkpoints and no seed, a random seed is drawn and saved so a
-            # resumed fit continues the same sample stream.
-            seed_state = samplers.sanitize_seed(self._seed, salt="minimize")
-        self._variables = self._discover_variables(seed_state)
-        self._build_optimizer()
+        """Runs the fit, resuming from `checkpoint_dir` if it holds a checkpoint.
 
-        first_step = self._compile(self._first_step)
-        concrete = first_step.get_concrete_function(seed_state)
-        state_spec, trace_spec, _ = concrete.structured_outputs
-        self._trace_spec = trace_spec
-        chunk = self._compile(self._chunk)
-
-        store = None
-        traces = []
-        steps_done = 0
-        state = None
-        if checkpoint_dir is not None:
-            store = _CheckpointStore(
-                checkpoint_dir,
-                fingerprint,
-                self._variables,
-                self._optimizer,
-                state_spec,
-                trace_spec,
-            )
-            restored = store.restore()
-            if restored is not None:
-                steps_done, state, trace = restored
-                if steps_done > self._num_steps:
-                    raise ValueError(
-                        f"The checkpoint in {checkpoint_dir!r} is at step "
-                        f"{steps_done}, beyond `num_steps={self._num_steps}`."
-                    )
-                traces.append(trace)
+        Returns:
+          The trace: the stacked values of `trace_fn`, `num_steps` long.
+        """
+        self._progress = progress
+        self._every = checkpoint_every
+        seed_state = self._initial_seed_state(checkpoint_dir)
+        first_step = self._prepare(seed_state)
+        self._store = self._open_store(checkpoint_dir, fingerprint)
+        steps_done, state, traces = self._restore(checkpoint_dir)
         if progress is not None:
             progress.start(steps_done)
-
         if state is None:
-            state, trace, finite = first_step(seed_state)
-            self._raise_if_not_finite(0, finite)
-            traces.append(tf.nest.map_structure(lambda t: t[tf.newaxis], trace))
-            steps_done = 1
-            self._after_chunk(
-                steps_done, state, traces, progress, store, checkpoint_every
-            )
+            state, traces, steps_done = self._run_first_step(first_step, seed_state)
+        steps_done = self._run_chunks(state, steps_done, traces)
+        if progress is not None:
+            progress.close()
+        return self._padded(_concat(traces), steps_done)
 
+    def _initial_seed_state(self, checkpoint_dir):
+        """`sanitize_seed(seed, salt='minimize')`, as `tfp.math.minimize` starts."""
+        self._seed_is_none = self._seed is None and checkpoint_dir is None
+        if self._seed_is_none:
+            return tf.constant(-1, tf.int32)
+        # With checkpoints and no seed, a random seed is drawn and saved so a
+        # resumed fit continues the same sample stream.
+        return tfp.random.sanitize_seed(self._seed, salt="minimize")
+
+    def _prepare(self, seed_state):
+        """Finds the variables, builds the optimizer, compiles the steps.
+
+        Returns:
+          The compiled first step; the chunk of later steps is `self._chunk_fn`.
+        """
+        self._variables = self._discover_variables(seed_state)
+        self._build_optimizer()
+        first_step = self._compile(self._first_step)
+        concrete = first_step.get_concrete_function(seed_state)
+        self._state_spec, self._trace_spec, _ = concrete.structured_outputs
+        self._chunk_fn = self._compile(self._chunk)
+        return first_step
+
+    def _open_store(self, checkpoint_dir, fingerprint):
+        if checkpoint_dir is None:
+            return None
+        return _CheckpointStore(
+            checkpoint_dir,
+            fingerprint,
+            self._variables,
+            self._optimizer,
+            self._state_spec,
+            self._trace_spec,
+        )
+
+    def _restore(self, checkpoint_dir):
+        """`(steps_done, state, traces)` of the latest checkpoint, or a fresh start."""
+        restored = None if self._store is None else self._store.restore()
+        if restored is None:
+            return 0, None, []
+        steps_done, state, trace = restored
+        if steps_done > self._num_steps:
+            raise ValueError(
+                f"The checkpoint in {checkpoint_dir!r} is at step "
+                f"{steps_done}, beyond `num_steps={self._num_steps}`."
+            )
+        return steps_done, state, [trace]
+
+    def _run_first_step(self, first_step, seed_state):
+        """Step 0, which also bootstraps the convergence criterion."""
+        state, trace, finite = first_step(seed_state)
+        self._raise_if_not_finite(0, finite)
+        traces = [tf.nest.map_structure(lambda t: t[tf.newaxis], trace)]
+        self._after_chunk(1, state, traces)
+        return state, traces, 1
+
+    def _run_chunks(self, state, steps_done, traces):
+        """The later steps, a chunk at a time; appends to `traces`.
+
+        Returns:
+          The number of steps done (fewer than `num_steps` once converged).
+        """
         while steps_done < self._num_steps and not self._converged(state):
-            num_active = min(self._chunk_size, self._num_steps - steps_done)
-            if store is not None:  # end chunks on checkpoint boundaries
-                num_active = min(
-                    num_active, checkpoint_every - steps_done % checkpoint_every
-                )
-            state, trace, stopped, bad_index, bad_flags = chunk(
+            num_active = self._chunk_length(steps_done)
+            state, trace, stopped, bad_index, bad_flags = self._chunk_fn(
                 state, tf.constant(steps_done, tf.int32), tf.constant(num_active)
             )
             if bool(stopped):
@@ -276,33 +319,39 @@ class _FitLoop:
                 num_active = int(state.step) - steps_done + 1
             traces.append(tf.nest.map_structure(lambda t, n=num_active: t[:n], trace))
             steps_done += num_active
-            self._after_chunk(
-                steps_done, state, traces, progress, store, checkpoint_every
-            )
+            self._after_chunk(steps_done, state, traces)
+        return steps_done
 
-        if progress is not None:
-            progress.close()
-        result = _concat(traces)
-        if steps_done < self._num_steps:  # converged: pad as tfp.math.minimize does
-            pad = self._num_steps - steps_done
-            result = tf.nest.map_structure(
-                lambda t: tf.concat([t, tf.repeat(t[-1:], pad, axis=0)], axis=0), result
-            )
-        return result
+    def _chunk_length(self, steps_done):
+        """Steps in the next chunk; chunks end on checkpoint boundaries."""
+        num_active = min(self._chunk_size, self._num_steps - steps_done)
+        if self._store is not None:
+            num_active = min(num_active, self._every - steps_done % self._every)
+        return num_active
+
+    def _padded(self, result, steps_done):
+        """Pads a converged fit's trace with its last values, as tfp does."""
+        if steps_done == self._num_steps:
+            return result
+        pad = self._num_steps - steps_done
+        return tf.nest.map_structure(
+            lambda t: tf.concat([t, tf.repeat(t[-1:], pad, axis=0)], axis=0), result
+        )
 
     def _converged(self, state):
         return self._criterion is not None and bool(tf.reduce_all(state.has_converged))
 
-    def _after_chunk(self, steps_done, state, traces, progress, store, every):
-        if progress is not None:
-            progress.update(steps_done, state.loss)
-        if store is not None and (
-            steps_done % every == 0
+    def _after_chunk(self, steps_done, state, traces):
+        """Host work between chunks: the progress line and a due checkpoint."""
+        if self._progress is not None:
+            self._progress.update(steps_done, state.loss)
+        if self._store is not None and (
+            steps_done % self._every == 0
             or steps_done == self._num_steps
             or self._converged(state)
         ):
             traces[:] = [_concat(traces)]
-            store.save(steps_done, state, traces[0])
+            self._store.save(steps_done, state, traces[0])
 
     def _raise_if_not_finite(self, step, finite):
         finite = np.asarray(finite)

@@ -1,0 +1,150 @@
+"""`fit_surrogate_posterior_stateless`: `tfp.vi`'s functional fit, with our loss."""
+
+import dataclasses
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from tfp_vi_estimators._internal import checks
+from tfp_vi_estimators.csiszar import kl_reverse
+from tfp_vi_estimators.estimator_choice import GradientEstimators
+from tfp_vi_estimators.estimators.plan import Density
+from tfp_vi_estimators.loss_config import check_arguments
+from tfp_vi_estimators.variational_loss import evaluate_loss
+
+__all__ = ["fit_surrogate_posterior_stateless"]
+
+
+def _trace_loss(traceable_quantities):
+    return traceable_quantities.loss
+
+
+def fit_surrogate_posterior_stateless(
+    target_log_prob_fn,
+    build_surrogate_posterior_fn,
+    initial_parameters,
+    optimizer,
+    num_steps,
+    convergence_criterion=None,
+    trace_fn=_trace_loss,
+    discrepancy_fn=kl_reverse,
+    sample_size=1,
+    importance_sample_size=1,
+    gradient_estimator=GradientEstimators.REPARAMETERIZATION,
+    jit_compile=False,
+    seed=None,
+    name="fit_surrogate_posterior",
+):
+    """Fits a surrogate built from explicit parameters, as `tfp.vi`'s does.
+
+    The functional twin of `fit_surrogate_posterior` (same signature, defaults
+    and, for the same seed, trace as `tfp.vi.fit_surrogate_posterior_stateless`):
+    the surrogate is `build_surrogate_posterior_fn(*parameters)`, the
+    parameters are plain tensors, and `tfp.math.minimize_stateless` runs
+    `num_steps` steps of
+
+    ```none
+    loss(params) = 1/S sum_s f(log 1/K sum_k p(z[s, k]) / q_params(z[s, k]))
+    updates, state = optimizer.update(grad loss(params), state, params)
+    params = params + updates
+    ```
+
+    with the gradient of `gradient_estimator` (any `GradientEstimators`
+    member or estimator object; the stopped surrogate of the doubly
+    reparameterized estimators is built from the stopped parameters). The
+    optimizer is anything with optax's `init(params)` and
+    `update(grads, state, params)`: `optax` in JAX, or
+    `tfp_vi_estimators.optimizers.adam` / `sgd` in TensorFlow. With
+    `jit_compile=True` the steps compile under XLA.
+
+    Args:
+      target_log_prob_fn: the unnormalized target log-density (called as the
+        loss calls it; may take `seed=`).
+      build_surrogate_posterior_fn: callable `(*parameters) -> surrogate`.
+      initial_parameters: list or tuple of (structures of) `Tensor`s.
+      optimizer: object with `init(params)` and `update(grads, state, params)`.
+      num_steps: Python integer, the number of optimizer steps.
+      convergence_criterion: optional
+        `tfp.optimizer.convergence_criteria.ConvergenceCriterion`.
+      trace_fn: callable on `tfp.math.MinimizeTraceableQuantities`. Default
+        value: trace the loss.
+      discrepancy_fn: Csiszar function in log space. Default value:
+        `kl_reverse`.
+      sample_size: positive integer, independent draws per step.
+      importance_sample_size: positive integer, particles per draw.
+      gradient_estimator: the estimator. Default value: REPARAMETERIZATION.
+      jit_compile: compile the steps with XLA. Default value: `False`.
+      seed: PRNG seed; see `tfp.random.sanitize_seed`.
+      name: name scope. Default value: `'fit_surrogate_posterior'`.
+
+    Returns:
+      final_parameters: the parameters after `num_steps` steps.
+      results: the stacked values of `trace_fn`.
+
+    Raises:
+      TypeError, ValueError: for bad arguments, naming the argument, before
+        any step (the loss's arguments are checked on the surrogate built
+        from `initial_parameters`).
+    """
+    config = _checked_config(
+        target_log_prob_fn,
+        build_surrogate_posterior_fn,
+        initial_parameters,
+        optimizer,
+        num_steps,
+        dict(
+            discrepancy_fn=discrepancy_fn,
+            sample_size=sample_size,
+            importance_sample_size=importance_sample_size,
+            gradient_estimator=gradient_estimator,
+            seed=seed,
+        ),
+    )
+    stopped_needed = Density.STOPPED_PARAMETERS in config.estimator.plan.densities
+
+    def variational_loss_fn(*parameters, seed=None):
+        stopped = None
+        if stopped_needed:  # as tfp.vi: the surrogate of the stopped parameters
+            stopped = build_surrogate_posterior_fn(
+                *tf.nest.map_structure(tf.stop_gradient, parameters)
+            )
+        step_config = dataclasses.replace(
+            config,
+            surrogate_posterior=build_surrogate_posterior_fn(*parameters),
+            stopped_surrogate_posterior=stopped,
+        )
+        return evaluate_loss(step_config, seed)
+
+    return tfp.math.minimize_stateless(
+        variational_loss_fn,
+        init=initial_parameters,
+        num_steps=num_steps,
+        optimizer=optimizer,
+        convergence_criterion=convergence_criterion,
+        trace_fn=trace_fn,
+        jit_compile=jit_compile,
+        seed=seed,
+        name=name,
+    )
+
+
+def _checked_config(
+    target_log_prob_fn, build_fn, initial_parameters, optimizer, num_steps, loss_kwargs
+):
+    checks.check_callable("build_surrogate_posterior_fn", build_fn)
+    if not isinstance(initial_parameters, (list, tuple)):
+        raise TypeError(
+            "`initial_parameters` must be a list or tuple of Tensors (the "
+            "arguments of `build_surrogate_posterior_fn`); got "
+            f"{type(initial_parameters).__name__}."
+        )
+    if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
+        raise TypeError(
+            "`optimizer` must have optax's `init(params)` and "
+            "`update(grads, state, params)` (for example "
+            f"`tfp_vi_estimators.optimizers.adam(0.1)`); got {optimizer!r}."
+        )
+    checks.check_positive_integer("num_steps", num_steps)
+    return check_arguments(
+        target_log_prob_fn, build_fn(*initial_parameters), **loss_kwargs
+    )

@@ -1,0 +1,127 @@
+"""Small functional optimizers in TensorFlow with optax's interface.
+
+`fit_surrogate_posterior_stateless` (like `tfp.math.minimize_stateless`) takes
+any object with optax's two methods:
+
+```none
+state = optimizer.init(params)
+updates, state = optimizer.update(grads, state, params)   # params += updates
+```
+
+TensorFlow has no optax, so these make the stateless fit usable without JAX.
+Parameters, gradients and updates are (nested structures of) `Tensor`s; the
+state is a tuple of such structures, so the whole loop traces under XLA.
+
+```none
+sgd:   m_t = momentum m_{t-1} + g_t;       update = -lr m_t   (m = g without momentum)
+adam:  m_t = b1 m_{t-1} + (1 - b1) g_t;    v_t = b2 v_{t-1} + (1 - b2) g_t^2
+       update = -lr (m_t / (1 - b1^t)) / (sqrt(v_t / (1 - b2^t)) + eps)
+```
+
+#### References
+
+[1] Diederik P. Kingma and Jimmy Ba. Adam: a method for stochastic
+    optimization. ICLR 2015. arXiv:1412.6980.
+"""
+
+import typing
+
+import tensorflow as tf
+
+__all__ = ["FunctionalOptimizer", "adam", "sgd"]
+
+
+class FunctionalOptimizer(typing.NamedTuple):
+    """An optax-style gradient transformation: `init` and `update`."""
+
+    init: typing.Callable
+    update: typing.Callable
+
+
+def _map(fn, *structures):
+    return tf.nest.map_structure(fn, *structures)
+
+
+def _zeros_like(params):
+    return _map(tf.zeros_like, params)
+
+
+def sgd(learning_rate, momentum=None) -> FunctionalOptimizer:
+    """Stochastic gradient descent, optionally with (heavy-ball) momentum.
+
+    Args:
+      learning_rate: positive Python float.
+      momentum: `None` or a Python float in [0, 1).
+
+    Returns:
+      A `FunctionalOptimizer`.
+    """
+    _check_rate(learning_rate)
+    if momentum is not None:
+        _check_fraction("momentum", momentum)
+
+    def init(params):
+        return () if momentum is None else (_zeros_like(params),)
+
+    def update(grads, state, params=None):
+        del params
+        if momentum is None:
+            return _map(lambda g: -learning_rate * g, grads), state
+        velocity = _map(lambda m, g: momentum * m + g, state[0], grads)
+        return _map(lambda m: -learning_rate * m, velocity), (velocity,)
+
+    return FunctionalOptimizer(init, update)
+
+
+def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8) -> FunctionalOptimizer:
+    """Adam with bias correction, as `optax.adam`.
+
+    Args:
+      learning_rate: positive Python float.
+      b1: decay of the first moment, in [0, 1). Default value: `0.9`.
+      b2: decay of the second moment, in [0, 1). Default value: `0.999`.
+      eps: added to the root of the second moment. Default value: `1e-8`.
+
+    Returns:
+      A `FunctionalOptimizer`; its state is `(count, first moments, second
+      moments)`.
+    """
+    _check_rate(learning_rate)
+    _check_fraction("b1", b1)
+    _check_fraction("b2", b2)
+
+    def init(params):
+        return (tf.zeros([], tf.int32), _zeros_like(params), _zeros_like(params))
+
+    def update(grads, state, params=None):
+        del params
+        count, mu, nu = state
+        count = count + 1
+        mu = _map(lambda m, g: b1 * m + (1.0 - b1) * g, mu, grads)
+        nu = _map(lambda v, g: b2 * v + (1.0 - b2) * tf.square(g), nu, grads)
+
+        def step(m, v):
+            t = tf.cast(count, m.dtype)
+            m_hat = m / (1.0 - tf.pow(tf.cast(b1, m.dtype), t))
+            v_hat = v / (1.0 - tf.pow(tf.cast(b2, m.dtype), t))
+            return -learning_rate * m_hat / (tf.sqrt(v_hat) + eps)
+
+        return _map(step, mu, nu), (count, mu, nu)
+
+    return FunctionalOptimizer(init, update)
+
+
+def _check_rate(learning_rate):
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)):
+        raise TypeError(
+            f"`learning_rate` must be a positive float; got {learning_rate!r}."
+        )
+    if learning_rate <= 0:
+        raise ValueError(f"`learning_rate` must be positive; got {learning_rate}.")
+
+
+def _check_fraction(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{name}` must be a float in [0, 1); got {value!r}.")
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1); got {value}.")
