@@ -391,14 +391,6 @@ _BUILDERS = {
 
 # Fits whose graphs take several seconds to trace run with `-m slow` only.
 _SLOW = pytest.mark.slow
-_LAZY_VARIABLES = pytest.mark.xfail(
-    strict=True,
-    raises=tf.errors.InvalidArgumentError,
-    reason="Keras layers create their variables on first use: our eager fit's "
-    "variable discovery, whose trace creates them, lists each twice (8 for 4), "
-    "and the loop's finiteness flags (1 + 8) then disagree with a step's "
-    "(1 + 4): InvalidArgumentError",
-)
 _BUILDER_PARAMS = [
     pytest.param("make_trainable"),
     pytest.param("build_factored_surrogate_posterior", marks=_SLOW),
@@ -408,9 +400,7 @@ _BUILDER_PARAMS = [
         "build_affine_surrogate_posterior_from_base_distribution", marks=_SLOW
     ),
     pytest.param("build_asvi_surrogate_posterior", marks=_SLOW),
-    pytest.param(
-        "build_split_flow_surrogate_posterior", marks=[_SLOW, _LAZY_VARIABLES]
-    ),
+    pytest.param("build_split_flow_surrogate_posterior", marks=_SLOW),
 ]
 
 
@@ -440,7 +430,6 @@ def test_surrogate_builder_fitted_with_our_fit(monkeypatch, builder):
     _assert_same(ours[2], theirs[2])
 
 
-@_LAZY_VARIABLES
 def test_surrogate_whose_variables_are_created_on_first_use(monkeypatch):
     # `build_split_flow_surrogate_posterior`'s situation, minimal: a masked
     # autoregressive flow whose Keras network has not been called yet, so it

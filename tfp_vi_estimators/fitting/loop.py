@@ -204,7 +204,10 @@ class _FitLoop:
         tf.function(
             functools.partial(loss_only), autograph=False
         ).get_concrete_function(seed_state)
-        return found
+        # A trace that creates variables (a Keras layer built on first use)
+        # watches each of them twice: keep the first of each, in order.
+        unique = {v.ref(): v for v in reversed(found)}
+        return [v for v in found if unique.pop(v.ref(), None) is not None]
 
     def _build_optimizer(self):
         """Creates the optimizer's slots now: they cannot be made inside `tf.cond`."""
