@@ -28,10 +28,12 @@ __all__ = ["LossConfig", "check_arguments"]
 class LossConfig:
     """Validated arguments of one variational loss (everything but the seed).
 
+    `target_log_prob_fn`, `surrogate_posterior`, `sample_size`,
+    `importance_sample_size`, `discrepancy_fn` and
+    `stopped_surrogate_posterior` are as passed to
+    `monte_carlo_variational_loss`.
+
     Attributes:
-      target_log_prob_fn, surrogate_posterior, sample_size,
-      importance_sample_size, discrepancy_fn, stopped_surrogate_posterior:
-        as passed to `monte_carlo_variational_loss`.
       estimator: the resolved `GradientEstimator` object.
       name: the name scope of the loss's ops.
     """

@@ -97,10 +97,12 @@ class SamplingPlan:
 class LogDensities:
     """Per-particle log-densities, `[S, K] + batch_shape`; `None` if not requested.
 
+    `surrogate`, `stopped_parameters`, `stopped_sample`,
+    `non_reparameterized` and `component_log_weights` are described by the
+    `Density` member of the same name.
+
     Attributes:
       target: `log p(z)` at the samples the target saw.
-      surrogate, stopped_parameters, stopped_sample, non_reparameterized,
-      component_log_weights: see `Density`.
     """
 
     target: Any = None
