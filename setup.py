@@ -33,6 +33,7 @@ setup(
         "test": [
             "pytest",
             "hypothesis",
+            "arviz",
             "import-linter",
             "ruff",
             "mlxtend",

@@ -37,6 +37,13 @@ from tfp_vi_estimators.fitting import (
     fit_surrogate_posterior_stateless,
 )
 from tfp_vi_estimators.marginal_likelihood import log_marginal_likelihood
+from tfp_vi_estimators.psis import (
+    importance_resample,
+    psis_diagnostic,
+    psis_draws,
+    psis_expectation,
+    psis_smooth,
+)
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
 __version__ = "0.1.0"
@@ -60,6 +67,7 @@ _LAZY_MODULES = (
     "marginal_likelihood",
     "optimizers",
     "problems",
+    "psis",
     "report",
     "sampler",
     "stopped_surrogate",
@@ -90,6 +98,7 @@ __all__ = [
     "estimators",
     "fit_surrogate_posterior",
     "fit_surrogate_posterior_stateless",
+    "importance_resample",
     "jeffreys",
     "jensen_shannon",
     "kl_forward",
@@ -100,6 +109,10 @@ __all__ = [
     "monte_carlo_variational_loss",
     "mutual_information",
     "pearson",
+    "psis_diagnostic",
+    "psis_draws",
+    "psis_expectation",
+    "psis_smooth",
     "squared_hellinger",
     "symmetrized_csiszar_function",
     "t_power",
