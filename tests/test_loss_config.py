@@ -10,6 +10,7 @@ import tensorflow_probability as tfp
 import tfp_vi_estimators as tve
 from tfp_vi_estimators import estimators
 from tfp_vi_estimators.loss_config import LossConfig, check_arguments
+from tfp_vi_estimators.quasi_monte_carlo import QuasiMonteCarlo
 from tfp_vi_estimators.variational_loss import evaluate_loss
 
 tfd = tfp.distributions
@@ -51,3 +52,17 @@ def test_mixed_estimator_needs_a_joint_distribution():
         check_arguments(
             target, q, gradient_estimator=estimators.MixedReparameterization()
         )
+
+
+def test_sampling_is_checked_and_normalized():
+    target, q = _problem()
+    assert check_arguments(target, q).sampling is None
+    assert check_arguments(target, q, sampling="iid").sampling is None
+    config = check_arguments(target, q, sample_size=8, sampling="rqmc")
+    assert config.sampling == QuasiMonteCarlo()
+    assert (
+        check_arguments(target, q, sampling=QuasiMonteCarlo()).sampling
+        == config.sampling
+    )
+    with pytest.raises(ValueError, match="`sampling` must be"):
+        check_arguments(target, q, sampling=None)

@@ -8,6 +8,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators import estimators, sampler
+from tfp_vi_estimators._internal.quasi_monte_carlo import (
+    QuasiMonteCarlo,
+    randomized_sobol_normal,
+)
 from tfp_vi_estimators.estimators.plan import Density, Layout, PathGradient
 
 tfd = tfp.distributions
@@ -97,3 +101,53 @@ def test_draw_is_frozen():
     with_target = draw.with_target(tf.zeros([1, 2]))
     assert with_target.target.shape == [1, 1, 2]
     assert draw.log_densities.target is None
+
+
+def _full_rank():
+    return tfd.MultivariateNormalTriL(
+        tf.Variable([0.1, -0.2, 0.4]),
+        tf.Variable([[1.0, 0.0, 0.0], [0.3, 0.8, 0.0], [-0.2, 0.1, 1.2]]),
+    )
+
+
+def test_doubly_reparameterized_keeps_the_pre_image_and_tfp_vi_samples():
+    """A full-rank surrogate: same samples as tfp.vi, `log q'` without a solve."""
+    q = _full_rank()
+    plan = estimators.DoublyReparameterized().plan
+    draw = sampler.draw(plan, q, None, 3, 2, SEED)
+    samples, log_prob = q.experimental_sample_and_log_prob([6], seed=SEED)
+    np.testing.assert_array_equal(draw.samples, samples)
+    np.testing.assert_array_equal(
+        draw.log_densities.stopped_parameters, np.reshape(log_prob, [3, 2])
+    )
+    graph = tf.function(lambda: sampler.draw(plan, q, None, 3, 2, SEED).samples)
+    ops = {op.type for op in graph.get_concrete_function().graph.get_operations()}
+    assert "MatrixTriangularSolve" not in ops
+
+
+def test_a_given_stopped_surrogate_is_scored_as_given():
+    q = _full_rank()
+    elsewhere = tfd.MultivariateNormalDiag(tf.zeros(3))
+    plan = estimators.DoublyReparameterized().plan
+    draw = sampler.draw(plan, q, elsewhere, 2, 1, SEED)
+    np.testing.assert_allclose(
+        draw.log_densities.stopped_parameters,
+        np.reshape(elsewhere.log_prob(draw.samples), [2, 1]),
+        rtol=1e-6,
+    )
+
+
+def test_quasi_monte_carlo_draws_push_sobol_noise_through_the_surrogate():
+    q = _full_rank()
+    plan = estimators.Reparameterization().plan
+    draw = sampler.draw(plan, q, None, 4, 2, SEED, sampling=QuasiMonteCarlo())
+    noise = randomized_sobol_normal(8, [3], SEED)
+    expected = q.loc + tf.linalg.matvec(q.scale.to_dense(), noise)
+    np.testing.assert_allclose(draw.samples, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        draw.log_densities.surrogate,
+        np.reshape(q.log_prob(draw.samples), [4, 2]),
+        rtol=1e-5,
+    )
+    again = sampler.draw(plan, q, None, 4, 2, SEED, sampling=QuasiMonteCarlo())
+    np.testing.assert_array_equal(draw.samples, again.samples)

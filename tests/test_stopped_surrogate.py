@@ -2,10 +2,20 @@
 
 At the optimum (surrogate equal to the target up to a constant) the path
 derivative dlog p/dz - dlog q'/dz vanishes for every z, so the
-DOUBLY_REPARAMETERIZED gradient must be exactly zero for every kind of
-surrogate, with no `stopped_surrogate_posterior` passed. REPARAMETERIZATION's
-gradient on the same draws is not zero (its score term remains), which shows
-each case can fail.
+DOUBLY_REPARAMETERIZED gradient must be zero for every kind of surrogate, with
+no `stopped_surrogate_posterior` passed. REPARAMETERIZATION's gradient on the
+same draws is not zero (its score term remains), which shows each case can
+fail.
+
+Where `log q'` is computed by the same ops as the target (a stopped copy's
+`log_prob` at z: JointDistributions) the two terms cancel bit for bit and the
+gradient is exactly zero. For bijector-transformed surrogates `d log q'/dz` is
+read from the sample's pre-image (`_internal/pre_image.py`: a transpose solve
+at x, or a vector-Jacobian product) while the target differentiates at z, so
+they cancel up to float32 rounding: the test allows `1e-4` times the largest
+REPARAMETERIZATION gradient component (float32's machine epsilon 1.2e-7,
+amplified by the scale's condition number and the sums over draws and
+parameters; observed at most 3e-6 absolute).
 """
 
 import numpy as np
@@ -114,12 +124,15 @@ def _gradients(case, estimator, importance_sample_size):
 
 @pytest.mark.parametrize("importance_sample_size", [1, 3])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_sticking_the_landing_is_exactly_zero_at_optimum(case, importance_sample_size):
+def test_sticking_the_landing_is_zero_at_optimum(case, importance_sample_size):
     path = _gradients(case, GE.DOUBLY_REPARAMETERIZED, importance_sample_size)
-    for g in path:
-        np.testing.assert_array_equal(g, np.zeros_like(g))
     total = _gradients(case, GE.REPARAMETERIZATION, importance_sample_size)
-    assert max(np.abs(g).max() for g in total) > 1e-3
+    largest = max(np.abs(g).max() for g in total)
+    assert largest > 1e-3
+    # Exact where q' and the target share their ops (see the module docstring).
+    tolerance = 0.0 if case.startswith("joint_distribution") else 1e-4 * largest
+    for g in path:
+        np.testing.assert_array_less(np.abs(g), tolerance + 1e-30)
 
 
 def test_stopped_copy_of_copyable_surrogate():
@@ -185,5 +198,7 @@ def test_given_stopped_surrogate_is_used_as_given():
             )
         return tape.gradient(loss, variables)
 
-    assert all(np.all(g == 0) for g in grads(None))
-    assert any(np.any(g != 0) for g in grads(elsewhere))
+    # Zero up to float32 rounding (pre-image route; module docstring), and far
+    # from zero with a stopped copy that is elsewhere.
+    assert all(np.all(np.abs(g) < 1e-5) for g in grads(None))
+    assert any(np.any(np.abs(g) > 1e-2) for g in grads(elsewhere))

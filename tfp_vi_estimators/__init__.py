@@ -44,6 +44,7 @@ from tfp_vi_estimators.psis import (
     psis_expectation,
     psis_smooth,
 )
+from tfp_vi_estimators.quasi_monte_carlo import QuasiMonteCarlo
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
 __version__ = "0.1.0"
@@ -68,6 +69,7 @@ _LAZY_MODULES = (
     "optimizers",
     "problems",
     "psis",
+    "quasi_monte_carlo",
     "report",
     "sampler",
     "stopped_surrogate",
@@ -88,6 +90,7 @@ def __dir__():
 
 __all__ = [
     "GradientEstimators",
+    "QuasiMonteCarlo",
     "amari_alpha",
     "arithmetic_geometric",
     "chi_square",

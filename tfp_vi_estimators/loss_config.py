@@ -14,6 +14,10 @@ from typing import Any
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal import checks
+from tfp_vi_estimators._internal.quasi_monte_carlo import (
+    QuasiMonteCarlo,
+    unsupported_reason,
+)
 from tfp_vi_estimators._internal.reparameterization import reparameterized_parts
 from tfp_vi_estimators._internal.surrogates import as_distribution
 from tfp_vi_estimators.csiszar import kl_reverse
@@ -36,6 +40,8 @@ class LossConfig:
     Attributes:
       estimator: the resolved `GradientEstimator` object.
       name: the name scope of the loss's ops.
+      sampling: `None` for iid draws (as `tfp.vi`), or the
+        `QuasiMonteCarlo` option (`sampling='rqmc'`).
     """
 
     target_log_prob_fn: Callable
@@ -46,6 +52,7 @@ class LossConfig:
     estimator: GradientEstimator
     stopped_surrogate_posterior: Any = None
     name: str = "monte_carlo_variational_loss"
+    sampling: QuasiMonteCarlo | None = None
 
 
 def check_arguments(
@@ -59,6 +66,8 @@ def check_arguments(
     stopped_surrogate_posterior: Any = None,
     seed: Any = None,
     name: str | None = None,
+    *,
+    sampling: Any = "iid",
 ) -> LossConfig:
     """Every argument check of `monte_carlo_variational_loss`, no tensor work.
 
@@ -85,6 +94,9 @@ def check_arguments(
     )
     _check_plan(estimator, surrogate_posterior, sample_size, importance_sample_size)
     _check_discrepancy(estimator, discrepancy_fn)
+    sampling = _check_sampling(
+        sampling, estimator, surrogate_posterior, sample_size, importance_sample_size
+    )
     return LossConfig(
         target_log_prob_fn=target_log_prob_fn,
         surrogate_posterior=surrogate_posterior,
@@ -94,6 +106,7 @@ def check_arguments(
         estimator=estimator,
         stopped_surrogate_posterior=stopped_surrogate_posterior,
         name=name or "monte_carlo_variational_loss",
+        sampling=sampling,
     )
 
 
@@ -158,3 +171,40 @@ def _check_discrepancy(estimator, discrepancy_fn):
             f"{estimator.name} is unbiased only for the ELBO: `discrepancy_fn` "
             f"must be {required.__name__}; got {discrepancy_fn!r}."
         )
+
+
+def _check_sampling(
+    sampling, estimator, surrogate, sample_size, importance_sample_size
+):
+    """`'iid'` -> `None`; `'rqmc'` or `QuasiMonteCarlo()` -> the option, if it
+    can serve this estimator, surrogate and these (static) sample sizes."""
+    if isinstance(sampling, str) and sampling in ("iid", "rqmc"):
+        sampling = QuasiMonteCarlo() if sampling == "rqmc" else None
+    elif not isinstance(sampling, QuasiMonteCarlo):
+        raise ValueError(
+            "`sampling` must be 'iid', 'rqmc' or a "
+            f"tfp_vi_estimators.quasi_monte_carlo.QuasiMonteCarlo(); got {sampling!r}."
+        )
+    if sampling is None:
+        return None
+    plan = estimator.plan
+    if plan.needs is not Needs.FULL or plan.layout is not Layout.DRAWS_FIRST:
+        raise ValueError(
+            f"`sampling={sampling!r}` pushes quasi-Monte Carlo noise through a "
+            "reparameterized surrogate; it serves REPARAMETERIZATION and "
+            f"DOUBLY_REPARAMETERIZED (and their configured forms), not {estimator!r}."
+        )
+    if not all(isinstance(n, int) for n in (sample_size, importance_sample_size)):
+        raise ValueError(
+            f"`sampling={sampling!r}` needs Python integer `sample_size` and "
+            "`importance_sample_size` (the point set is fixed when traced); got "
+            f"{sample_size!r} and {importance_sample_size!r}."
+        )
+    reason = unsupported_reason(surrogate)
+    if reason is not None:
+        raise ValueError(
+            f"`sampling={sampling!r}` cannot serve `surrogate_posterior` "
+            f"({type(as_distribution(surrogate)).__name__}): {reason}. Use "
+            "`sampling='iid'`."
+        )
+    return sampling

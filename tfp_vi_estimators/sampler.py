@@ -13,6 +13,16 @@ layout ONE_PER_COMPONENT: z_c ~ q_c for every mixture component,
 ```
 
 Densities come back arranged `[S, K] + batch` (`[S, C] + batch` per component).
+
+`log q_{stop(phi)}` (`Density.STOPPED_PARAMETERS`) of a bijector-transformed
+surrogate is read from the sample's pre-image, which the sampler keeps while
+drawing the same samples as `tfp.vi` (`_internal/pre_image.py`: no forward
+triangular solve for affine maps, one `log_prob` differentiated in the samples
+only for other bijectors); other surrogates, and a stopped copy the user
+passed, go through `stopped_surrogate.stopped_log_prob_fn`. With
+`sampling=QuasiMonteCarlo()` the base noise is a randomized Sobol' point set
+pushed through the surrogate's reparameterization
+(`_internal/quasi_monte_carlo.py`).
 """
 
 import dataclasses
@@ -20,6 +30,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from tfp_vi_estimators._internal import pre_image, quasi_monte_carlo
 from tfp_vi_estimators._internal.reparameterization import reparameterized_parts
 from tfp_vi_estimators.distributions.straight_through import carry_pairing
 from tfp_vi_estimators.estimators.gradient_scale import GradientScale
@@ -86,8 +97,15 @@ def draw(
     sample_size,
     importance_sample_size,
     seed,
+    sampling=None,
 ) -> Draw:
-    """Draws by `plan` from `surrogate`; see the module docstring."""
+    """Draws by `plan` from `surrogate`; see the module docstring.
+
+    `sampling` is `None` (iid draws, as `tfp.vi`) or a
+    `quasi_monte_carlo.QuasiMonteCarlo` (randomized Sobol' base noise pushed
+    through the surrogate's reparameterization; `Layout.DRAWS_FIRST` only,
+    checked by `loss_config`).
+    """
     if plan.layout is Layout.ONE_PER_COMPONENT:
         return _draw_from_each_component(
             plan, surrogate, stopped_surrogate, sample_size, seed
@@ -96,13 +114,15 @@ def draw(
         sample_shape = [importance_sample_size, sample_size]
     else:
         sample_shape = [sample_size * importance_sample_size]
-    drawn, log_q, non_reparameterized = _sample(plan, surrogate, sample_shape, seed)
+    drawn, log_q, non_reparameterized, with_pre_image = _sample_by(
+        plan, surrogate, stopped_surrogate, sample_shape, seed, sampling
+    )
     samples, gradient_scale = _keep_path_gradient(plan, drawn)
     computed = {
         Density.SURROGATE: lambda: log_q,
-        Density.STOPPED_PARAMETERS: lambda: stopped_log_prob_fn(
-            surrogate, stopped_surrogate
-        )(samples),
+        Density.STOPPED_PARAMETERS: lambda: _stopped_parameters(
+            surrogate, stopped_surrogate, with_pre_image, samples
+        ),
         Density.STOPPED_SAMPLE: lambda: surrogate.log_prob(
             tf.nest.map_structure(tf.stop_gradient, drawn)
         ),
@@ -123,6 +143,40 @@ def draw(
         importance_sample_size,
         gradient_scale,
     )
+
+
+def _sample_by(plan, surrogate, stopped_surrogate, sample_shape, seed, sampling):
+    """Samples, `log q`, the non-reparameterized share, and the pre-image kept."""
+    if sampling is not None:
+        drawn, log_q, with_pre_image = quasi_monte_carlo.sample(
+            surrogate, sample_shape[0], seed
+        )
+        if stopped_surrogate is not None:
+            with_pre_image = None  # the user's stopped copy is used as given
+        return drawn, log_q, None, with_pre_image
+    if _reads_pre_image(plan, surrogate, stopped_surrogate):
+        drawn = pre_image.sample_with_pre_image(surrogate, sample_shape, seed)
+        return drawn.samples, drawn.log_prob, None, drawn
+    return (*_sample(plan, surrogate, sample_shape, seed), None)
+
+
+def _reads_pre_image(plan, surrogate, stopped_surrogate):
+    """Whether `log q_{stop(phi)}` is read from the samples' pre-image."""
+    return (
+        Density.STOPPED_PARAMETERS in plan.densities
+        and plan.path_gradient is not PathGradient.STOPPED
+        and plan.needs is Needs.FULL
+        and stopped_surrogate is None
+        and pre_image.has_pre_image(surrogate)
+    )
+
+
+def _stopped_parameters(surrogate, stopped_surrogate, with_pre_image, samples):
+    """`log q_{stop(phi)}(samples)`: from the pre-image when the sampler kept it
+    (`_internal/pre_image.py`), else from a stopped copy's `log_prob`."""
+    if with_pre_image is not None:
+        return pre_image.stopped_log_prob_from_pre_image(with_pre_image, samples)
+    return stopped_log_prob_fn(surrogate, stopped_surrogate)(samples)
 
 
 def _ordered(densities):

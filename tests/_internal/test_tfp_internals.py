@@ -16,6 +16,7 @@ TENSOR_UTIL = "tensorflow_probability.python.internal.tensor_util"
 PREFER_STATIC = "tensorflow_probability.python.internal.prefer_static"
 SAMPLERS = "tensorflow_probability.python.internal.samplers"
 NEST_UTIL = "tensorflow_probability.python.internal.nest_util"
+TRANSFORMED = "tensorflow_probability.python.distributions.transformed_distribution"
 
 # (module path, attribute): every private TFP name the package uses, directly
 # or through a module that `tfp_internals` re-exports.
@@ -28,6 +29,7 @@ PRIVATE_SYMBOLS = [
     (SAMPLERS, "sanitize_seed"),
     (SAMPLERS, "split_seed"),
     (NEST_UTIL, "call_fn"),
+    (TRANSFORMED, "_TransformedDistribution"),
 ]
 
 # Name exported by `tfp_internals` -> (module path, attribute) it stands for;
@@ -39,6 +41,7 @@ EXPORTS = {
     "prefer_static": (PREFER_STATIC, None),
     "fold_in_seed": (SAMPLERS, "fold_in"),
     "samplers": (SAMPLERS, None),
+    "TransformedDistributionBase": (TRANSFORMED, "_TransformedDistribution"),
 }
 
 

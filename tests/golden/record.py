@@ -1,6 +1,14 @@
-"""Records the golden values: run from `tests/` as `python -m golden.record`."""
+"""Records the golden values: run from `tests/` as `python -m golden.record`.
 
-import json
+Recorded, like the tests run (tests/conftest.py), with oneDNN off so that the
+values do not depend on the CPU's instruction set.
+"""
+
+import os
+
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import json  # noqa: E402
 import pathlib
 
 import numpy as np

@@ -37,8 +37,18 @@ What remains, and why:
   spread as positional arguments, a dict as keywords, a namedtuple as one
   argument except `JointDistributionCoroutine`'s `StructTuple`, which is
   spread). Reimplementing the rule would drift from TFP's.
+* `TransformedDistributionBase` (`distributions.transformed_distribution.
+  _TransformedDistribution`): the class that holds TFP's generic
+  transformed-distribution sampling. `tfd.TransformedDistribution(...)` returns
+  an instance of it, not of the public class, when the bijector is not a
+  composite tensor (a masked autoregressive flow); the pre-image sampler
+  (`pre_image.py`) checks against it that a surrogate samples by that generic
+  method.
 """
 
+from tensorflow_probability.python.distributions.transformed_distribution import (
+    _TransformedDistribution as TransformedDistributionBase,
+)
 from tensorflow_probability.python.internal import prefer_static, samplers
 from tensorflow_probability.python.internal.nest_util import (
     call_fn as call_with_structure,
@@ -52,6 +62,7 @@ from tensorflow_probability.python.internal.tensor_util import (
 )
 
 __all__ = [
+    "TransformedDistributionBase",
     "call_with_structure",
     "convert_nonref_to_tensor",
     "fold_in_seed",
