@@ -186,6 +186,69 @@ def test_replica_seed_is_identity_fold_in_outside_distribution():
     )
 
 
+def _fit_in_executions(steps_per_execution, jit_compile=False):
+    q, _, _ = _surrogate()
+    model = SurrogatePosteriorModel(_TARGET.log_prob, q, sample_size=2, seed=5)
+    model.compile(
+        keras.optimizers.Adam(0.05),
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
+    history = model.fit(epochs=2, steps_per_epoch=8, verbose=0)
+    return q, history.history["loss"], model
+
+
+def test_data_free_steps_per_execution_runs_the_same_steps():
+    # A data-free fit runs each execution's steps in one compiled loop; the
+    # steps, their seeds and the metric updates are Keras' own, in order, so
+    # without XLA (the same graph ops) every value is the same float32.
+    q1, losses1, _ = _fit_in_executions(1)
+    q4, losses4, model = _fit_in_executions(4)
+    for a, b in zip(q1.trainable_variables, q4.trainable_variables, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert losses1 == losses4
+    np.testing.assert_array_equal(model.seed_generator.state, [5, 16])
+
+
+def test_fit_on_a_finite_dataset_runs_one_step_per_batch():
+    # With data, Keras' own iterator ends the epoch when the dataset ends.
+    q, _, _ = _surrogate()
+    model = SurrogatePosteriorModel(_TARGET.log_prob, q, seed=5)
+    model.compile(keras.optimizers.Adam(0.05), jit_compile=False)
+    model.fit(
+        tf.data.Dataset.from_tensor_slices(tf.zeros([3, 1, 1])),
+        verbose=0,
+        shuffle=False,
+    )
+    np.testing.assert_array_equal(model.seed_generator.state, [5, 3])
+    model.fit(epochs=1, steps_per_epoch=2, verbose=0)
+    np.testing.assert_array_equal(model.seed_generator.state, [5, 5])
+
+
+def test_saved_weights_carry_the_seed_stream(tmp_path):
+    # Keras saves no seed generator state; the model saves its own, so a
+    # reloaded model (or a job resumed by BackupAndRestore) draws what the
+    # original would have drawn next.
+    path = str(tmp_path / "q.weights.h5")
+    q, _, _ = _surrogate()
+    model = SurrogatePosteriorModel(_TARGET.log_prob, q, seed=7)
+    model.compile(keras.optimizers.Adam(0.05))
+    model.fit(epochs=1, steps_per_epoch=3, verbose=0)
+    model.save_weights(path)
+    continued = model.fit(epochs=1, steps_per_epoch=2, verbose=0).history["loss"]
+
+    q2, _, _ = _surrogate()
+    restored = SurrogatePosteriorModel(_TARGET.log_prob, q2, seed=7)
+    restored.compile(keras.optimizers.Adam(0.05))
+    restored.optimizer.build(restored.trainable_variables)
+    restored.load_weights(path)
+    np.testing.assert_array_equal(restored.seed_generator.state, [7, 3])
+    resumed = restored.fit(epochs=1, steps_per_epoch=2, verbose=0).history["loss"]
+    assert resumed == continued
+    for a, b in zip(q.trainable_variables, q2.trainable_variables, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_fit_without_data_needs_steps_per_epoch():
     q, _, _ = _surrogate()
     model = SurrogatePosteriorModel(_TARGET.log_prob, q)
@@ -388,3 +451,193 @@ def test_float32_target_wrapper_keeps_the_seed_signature():
     assert _accepts_seed(_float32_log_prob(lambda z: z)) is False
     half = _float32_log_prob(lambda z: tf.cast(z, tf.float16))
     assert half(tf.constant([1.5])).dtype == tf.float32
+
+
+def _linear_regression(num_examples=1000, dim=2):
+    """y_i ~ N(x_i . z, 1), z ~ N(0, I): a Gaussian posterior in closed form.
+
+    The posterior precision is `L = I + X^T X`, its mean `L^-1 X^T y`; the
+    mean-field Normal closest in KL(q || p) has that mean and standard
+    deviations `1 / sqrt(L_jj)` (the optimum of the full-data loss).
+    """
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((num_examples, dim)).astype(np.float32)
+    y = x @ np.array([1.0, -0.5], np.float32) + rng.standard_normal(num_examples)
+    y = y.astype(np.float32)
+    precision = np.eye(dim) + x.T.astype(np.float64) @ x
+    mean = np.linalg.solve(precision, x.T.astype(np.float64) @ y)
+    prior = tfd.Independent(tfd.Normal(tf.zeros(dim), 1.0), 1)
+
+    def log_likelihood_fn(batch, z):  # z: [S, dim] -> [S, batch_size]
+        features, targets = batch
+        return tfd.Normal(tf.matmul(z, features, transpose_b=True), 1.0).log_prob(
+            targets
+        )
+
+    optimum = np.concatenate([mean, 1.0 / np.sqrt(np.diag(precision))])
+    return (x, y), prior.log_prob, log_likelihood_fn, optimum
+
+
+def _mean_field(dim, scale):
+    loc = tf.Variable(tf.zeros(dim), name="loc")
+    scale = tfp.util.TransformedVariable(
+        tf.fill([dim], scale), tfb.Softplus(), name="scale"
+    )
+    return tfd.Independent(tfd.Normal(loc, scale), 1), loc, scale
+
+
+@pytest.mark.slow
+def test_minibatch_fit_reaches_the_full_data_posterior():
+    # Minibatches of 50 from N = 1000 rows: 30 epochs at Adam(0.05), then 100
+    # at Adam(0.005), recording the parameters every 10 steps. The recorded
+    # tail is split into 10 blocks of 200 steps (longer than the 100-step
+    # autocorrelation time of the parameters measured on this fit); the block
+    # means give the standard error of the tail mean (batch means). The tail
+    # mean is within 5 standard errors of the closed-form optimum of the
+    # full-data loss (t with 9 degrees of freedom: P(|t| > 5) < 1e-3 each).
+    (x, y), prior_log_prob, log_likelihood_fn, optimum = _linear_regression()
+    num_examples, batch_size, steps_per_execution = len(y), 50, 10
+    steps_per_epoch = num_examples // batch_size
+    q, loc, scale = _mean_field(2, 0.1)
+    model = keras_models.MinibatchSurrogatePosteriorModel(
+        prior_log_prob, log_likelihood_fn, q, num_examples=num_examples, sample_size=4
+    )
+    learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+        [30 * steps_per_epoch], [0.05, 0.005]
+    )
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        jit_compile=True,
+        steps_per_execution=steps_per_execution,
+    )
+    trace = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: trace.append(
+            np.concatenate([loc.numpy(), scale.numpy()])
+        )
+    )
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(num_examples, seed=0)
+        .batch(batch_size, drop_remainder=True)
+    )
+    model.fit(dataset, epochs=130, callbacks=[record], verbose=0, shuffle=False)
+    tail = np.array(trace)[30 * steps_per_epoch // steps_per_execution :]
+    block_means = tail.reshape(10, -1, 4).mean(axis=1)
+    standard_error = block_means.std(axis=0, ddof=1) / np.sqrt(10)
+    z_scores = (tail.mean(axis=0) - optimum) / standard_error
+    assert np.all(np.abs(z_scores) < 5.0), z_scores
+
+
+def _minibatch_model(num_examples=1000):
+    (x, y), prior_log_prob, log_likelihood_fn, _ = _linear_regression(1000)
+    q, _, _ = _mean_field(2, 1.0)
+    model = keras_models.MinibatchSurrogatePosteriorModel(
+        prior_log_prob, log_likelihood_fn, q, num_examples=num_examples
+    )
+    model.compile(keras.optimizers.Adam(0.05))
+    return model, tf.data.Dataset.from_tensor_slices((x, y))
+
+
+@pytest.mark.parametrize(
+    "num_examples, error, message",
+    [
+        (None, ValueError, "`num_examples` is required"),
+        (1000.0, TypeError, "`num_examples` must be a positive Python int"),
+        (0, ValueError, "`num_examples` must be positive"),
+    ],
+)
+def test_minibatch_fit_needs_num_examples(num_examples, error, message):
+    model, dataset = _minibatch_model(num_examples)
+    with pytest.raises(error, match=message):
+        model.fit(dataset.batch(50, drop_remainder=True), verbose=0)
+    assert model.optimizer.iterations.numpy() == 0
+
+
+@pytest.mark.parametrize(
+    "make_dataset, message",
+    [
+        # 1000 rows in batches of 64: a partial last batch of 40.
+        (lambda d: d.batch(64), "static batch size"),
+        # Half the data, but num_examples says all of it.
+        (lambda d: d.take(500).batch(50, drop_remainder=True), "does not match"),
+        (lambda d: d.batch(2000, drop_remainder=True), "smaller than"),
+        (lambda d: [1.0], "must be a tf.data.Dataset"),
+    ],
+)
+def test_inconsistent_minibatches_are_refused_before_any_step(make_dataset, message):
+    model, dataset = _minibatch_model()
+    before = [v.numpy() for v in model.trainable_variables]
+    with pytest.raises((ValueError, TypeError), match=message):
+        model.fit(make_dataset(dataset), epochs=1, verbose=0)
+    assert model.optimizer.iterations.numpy() == 0
+    for v, b in zip(model.trainable_variables, before, strict=True):
+        np.testing.assert_array_equal(v, b)
+
+
+def test_minibatch_target_scales_the_batch_log_likelihood():
+    # log p~(z; B) = log p(z) + N / |B| sum_{i in B} log p(x_i | z), and over
+    # the N / |B| disjoint batches of one pass its mean is log p(z, x).
+    model, dataset = _minibatch_model()
+    (x, y), prior_log_prob, log_likelihood_fn, _ = _linear_regression()
+    z = tf.constant([[0.5, -0.2], [1.0, 0.0]])
+    targets = [
+        model.variational_problem(batch)[0](z)
+        for batch in dataset.batch(100, drop_remainder=True)
+    ]
+    full = prior_log_prob(z) + tf.reduce_sum(log_likelihood_fn((x, y), z), -1)
+    np.testing.assert_allclose(np.mean(targets, axis=0), full, rtol=1e-5)
+    history = model.fit(
+        dataset.batch(100, drop_remainder=True), epochs=1, verbose=0, shuffle=False
+    )
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.slow
+def test_minibatch_example_runs_a_few_epochs():
+    spec = importlib.util.spec_from_file_location(
+        "keras_minibatch", os.path.join(REPO, "examples", "keras_minibatch.py")
+    )
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    results = example.main(["--epochs", "2"])
+    assert all(np.isfinite(v) for v in results.values())
+
+
+def test_rqmc_sampling_is_the_losss_rqmc_option():
+    """`sampling='rqmc'` reaches the loss: the model's loss at a seed is the
+    loss function's with the same option and seed, and differs from iid's."""
+    q, _, _ = _surrogate()
+    seed = tf.constant([4, 5], tf.int32)
+    values = {}
+    for sampling in ("iid", "rqmc"):
+        model = SurrogatePosteriorModel(
+            _TARGET.log_prob, q, sample_size=8, sampling=sampling
+        )
+        values[sampling] = float(model.variational_loss(None, seed))
+        want = tve.monte_carlo_variational_loss(
+            _TARGET.log_prob, q, sample_size=8, seed=seed, sampling=sampling
+        )
+        assert values[sampling] == pytest.approx(float(want), rel=1e-6)
+    assert values["iid"] != values["rqmc"]
+
+
+def test_psis_report_reads_khat_of_the_fitted_surrogate():
+    """Trained to the target, k-hat is below 0.5 (the surrogate can equal it);
+    a surrogate four times too narrow that cannot move (learning rate 0) is
+    flagged with a PSISWarning (its true k is far above 0.7)."""
+    q, _, _ = _surrogate()
+    model = SurrogatePosteriorModel(_TARGET.log_prob, q, sample_size=8, seed=1)
+    model.compile(keras.optimizers.Adam(0.05))
+    report = keras_models.PSISReport(num_draws=2000, seed=(1, 2), verbose=0)
+    model.fit(epochs=1, steps_per_epoch=600, verbose=0, callbacks=[report])
+    assert report.pareto_k < 0.5
+    narrow = tfd.MultivariateNormalDiag(
+        tf.Variable([1.0, 2.0, 3.0]), tf.Variable([0.125, 0.25, 0.5])
+    )
+    model = SurrogatePosteriorModel(_TARGET.log_prob, narrow, seed=1)
+    model.compile(keras.optimizers.SGD(0.0))
+    report = keras_models.PSISReport(num_draws=2000, seed=(1, 2), verbose=0)
+    with pytest.warns(tve.psis.PSISWarning):
+        model.fit(epochs=1, steps_per_epoch=1, verbose=0, callbacks=[report])
+    assert report.pareto_k > 0.7

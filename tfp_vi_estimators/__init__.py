@@ -37,6 +37,7 @@ from tfp_vi_estimators.fitting import (
     fit_surrogate_posterior_stateless,
 )
 from tfp_vi_estimators.marginal_likelihood import log_marginal_likelihood
+from tfp_vi_estimators.minibatch import MinibatchTarget, minibatch_target
 from tfp_vi_estimators.psis import (
     importance_resample,
     psis_diagnostic,
@@ -66,6 +67,7 @@ _LAZY_MODULES = (
     "keras_models",
     "loss_config",
     "marginal_likelihood",
+    "minibatch",
     "optimizers",
     "problems",
     "psis",
@@ -90,6 +92,7 @@ def __dir__():
 
 __all__ = [
     "GradientEstimators",
+    "MinibatchTarget",
     "QuasiMonteCarlo",
     "amari_alpha",
     "arithmetic_geometric",
@@ -108,6 +111,7 @@ __all__ = [
     "kl_reverse",
     "log_marginal_likelihood",
     "log1p_abs",
+    "minibatch_target",
     "modified_gan",
     "monte_carlo_variational_loss",
     "mutual_information",

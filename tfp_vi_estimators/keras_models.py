@@ -6,9 +6,15 @@ callbacks (EarlyStopping, TensorBoard, ModelCheckpoint), history, XLA
 
 - `SurrogatePosteriorModel(target_log_prob_fn, surrogate_posterior, ...)`
   fits one surrogate, like `fit_surrogate_posterior`, without user data.
+- `MinibatchSurrogatePosteriorModel(prior_log_prob_fn, log_likelihood_fn,
+  surrogate_posterior, num_examples=N)` fits a global-latent model from a
+  `tf.data.Dataset` of minibatches (stochastic variational inference), the
+  library scaling the minibatch log-likelihood by `N / batch_size`.
 - `VariationalModel` is the base for amortized models (VAE, IWAE): a subclass
   returns, for a batch of data, the target (with the decoder inside) and the
   surrogate (built from encoder outputs) in `variational_problem`.
+- `ChiefBackupAndRestore(backup_dir)`: `BackupAndRestore` for
+  `MultiWorkerMirroredStrategy`, the chief writing the backups.
 
 Every step draws a fresh stateless seed from a `keras.random.SeedGenerator`
 (saved with the model's weights) and folds the replica id into it, so each
@@ -30,13 +36,21 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vi_estimators import minibatch, psis
 from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
 from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.variational_loss import check_arguments, evaluate_loss
 
-__all__ = ["SurrogatePosteriorModel", "VariationalModel", "replica_seed"]
+__all__ = [
+    "ChiefBackupAndRestore",
+    "MinibatchSurrogatePosteriorModel",
+    "PSISReport",
+    "SurrogatePosteriorModel",
+    "VariationalModel",
+    "replica_seed",
+]
 
 
 def _check_keras():
@@ -105,6 +119,8 @@ class VariationalModel(keras.Model):
         `None`.
       seed: Python integer seeding the model's `SeedGenerator`, or `None` for
         a random one. Default value: `None`.
+      sampling: `'iid'` or `'rqmc'` (randomized quasi-Monte Carlo base noise),
+        as for `monte_carlo_variational_loss`. Default value: `'iid'`.
       **kwargs: passed to `keras.Model` (for example `name`).
 
     Raises:
@@ -119,6 +135,7 @@ class VariationalModel(keras.Model):
         discrepancy_fn=kl_reverse,
         gradient_estimator=None,
         seed=None,
+        sampling="iid",
         **kwargs,
     ):
         checks.check_positive_integer("sample_size", sample_size)
@@ -131,6 +148,7 @@ class VariationalModel(keras.Model):
         self.importance_sample_size = importance_sample_size
         self.discrepancy_fn = discrepancy_fn
         self.gradient_estimator = gradient_estimator
+        self.sampling = sampling
         self.seed_generator = keras.random.SeedGenerator(seed, name="step_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
 
@@ -188,6 +206,7 @@ class VariationalModel(keras.Model):
             discrepancy_fn=self.discrepancy_fn,
             gradient_estimator=self.gradient_estimator,
             stopped_surrogate_posterior=stopped,
+            sampling=self.sampling,
         )
 
     def _problem_in_float32(self, data, training):
@@ -208,6 +227,11 @@ class VariationalModel(keras.Model):
         return replica_seed(tf.cast(self.seed_generator.next(), tf.int32))
 
     def train_step(self, data):
+        self._apply_one_step(data)
+        return self._logs()
+
+    def _apply_one_step(self, data):
+        """One optimizer step on `data`; updates the loss metric."""
         with tf.GradientTape() as tape:
             loss = self.variational_loss(data, self.step_seed(), training=True)
             # The optimizer sums gradients over replicas: scale so the sum is
@@ -221,12 +245,37 @@ class VariationalModel(keras.Model):
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
 
     def test_step(self, data):
         loss = self.variational_loss(data, self.step_seed(), training=False)
         self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+        return self._logs()
+
+    def save_own_variables(self, store):
+        """Saves the variables and the seed generator's state.
+
+        Keras saves a layer's seed generators with neither `save_weights` nor
+        `save`; this model saves its step seed's state so that a reloaded model
+        (or a job resumed by `BackupAndRestore`) continues the seed stream.
+        """
+        super().save_own_variables(store)
+        store[_SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        """Loads what `save_own_variables` saved (files without a seed state too)."""
+        keys = [k for k in store.keys() if k != _SEED_STATE_KEY]
+        super().load_own_variables({k: store[k] for k in keys})
+        if _SEED_STATE_KEY in store.keys():
+            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
+
+    def _logs(self):
+        """The step's logs: the running mean of the loss."""
+        loss = self.loss_tracker.result()
+        if _is_multi_worker(tf.distribute.get_strategy()):
+            # Keras 3 reduces multi-worker logs with a mean along axis 0,
+            # which a scalar does not have: give it one (of length 1).
+            loss = tf.reshape(loss, [1])
+        return {"loss": loss}
 
     @property
     def metrics(self):
@@ -262,7 +311,7 @@ class SurrogatePosteriorModel(VariationalModel):
       stopped_surrogate_posterior: optional stopped copy of the surrogate;
         built automatically when `None`.
       **loss_options: `sample_size`, `importance_sample_size`,
-        `discrepancy_fn`, `gradient_estimator`, `seed` (see
+        `discrepancy_fn`, `gradient_estimator`, `sampling`, `seed` (see
         `VariationalModel`), and `keras.Model` keywords such as `name`.
 
     Raises:
@@ -293,6 +342,9 @@ class SurrogatePosteriorModel(VariationalModel):
         self.target_log_prob_fn = target_log_prob_fn
         self.surrogate_posterior = surrogate_posterior
         self._stopped_surrogate_posterior = stopped_surrogate_posterior
+        # Keras records the strategy in scope at construction in the same way.
+        self._single_device = not tf.distribute.has_strategy()
+        self._fitting_without_data = False
         # keras.Variable adopts a tf.Variable it is given (same handle), so the
         # optimizer's updates land in the distribution's own variables.
         self.variational_variables = [
@@ -303,6 +355,13 @@ class SurrogatePosteriorModel(VariationalModel):
 
     def variational_problem(self, data, training=False):
         return self.target_log_prob_fn, self.surrogate_posterior
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # The model is built at construction and builds nothing from data;
+        # given the iterator, Keras 3 would reduce a first batch across
+        # replicas, which fails under MultiWorkerMirroredStrategy when the
+        # batch is a structure such as `(features, labels)`.
+        super()._maybe_symbolic_build(iterator=None, data_batch=data_batch)
 
     def _loss_config(self, data, training=False):
         """The `LossConfig` checked at construction, with the float32 problem."""
@@ -340,7 +399,50 @@ class SurrogatePosteriorModel(VariationalModel):
                 )
             x = self.dummy_dataset()
             kwargs.setdefault("shuffle", False)
-        return super().fit(x, y, **kwargs)
+            self._fitting_without_data = True
+        try:
+            return super().fit(x, y, **kwargs)
+        finally:
+            self._fitting_without_data = False
+
+    def make_train_function(self, force=False):
+        """Keras' train function, or, for a data-free fit, one compiled loop.
+
+        Without data (and without a distribution strategy) a step reads
+        nothing from the dataset, so each execution of `steps_per_execution`
+        steps is one `tf.function` (XLA with `jit_compile=True`) running the
+        steps in a `tf.while_loop`, without Keras' iterator, `Optional` and
+        nested-function plumbing around every step. Steps, seeds, metrics and
+        callbacks are Keras': the same values, in the same order.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=True)
+        if self.run_eagerly or not self._single_device:
+            return self.train_function
+        self.train_function = _data_free_or(
+            self, self.train_function, self._data_free_steps_function()
+        )
+        return self.train_function
+
+    def _data_free_steps_function(self):
+        """A `tf.function` running `steps_per_execution` data-free steps."""
+        steps = int(self.steps_per_execution)
+        no_data = tf.zeros([1, 1])
+
+        def one_step(step):
+            self._apply_one_step(no_data)
+            return step + 1
+
+        @tf.function(jit_compile=self.jit_compile, autograph=False)
+        def run_steps():
+            if steps == 1:
+                self._apply_one_step(no_data)
+            else:
+                tf.while_loop(lambda step: step < steps, one_step, [tf.constant(0)])
+            return self._logs()
+
+        return run_steps
 
     def evaluate(self, x=None, y=None, **kwargs):
         """`keras.Model.evaluate`; without `x`, averages `steps` (default 1) losses."""
@@ -355,11 +457,207 @@ class SurrogatePosteriorModel(VariationalModel):
         return tf.data.Dataset.from_tensors(tf.zeros([replicas, 1])).repeat()
 
 
+class MinibatchSurrogatePosteriorModel(SurrogatePosteriorModel):
+    """Stochastic variational inference from minibatches: fit with `model.fit`.
+
+    For a global-latent model `p(z) prod_{i=1}^N p(x_i | z)` the user gives
+    the prior, the per-example log-likelihood and `num_examples = N`; each step
+    the library scales the minibatch log-likelihood so that the target, and so
+    the loss, is an unbiased estimate of the full-data one:
+
+    ```none
+    log p~(z; B) = log p(z) + N / |B| sum_{i in B} log p(x_i | z)
+    E_B[log p~(z; B)] = log p(z) + sum_{i=1}^N log p(x_i | z) = log p(z, x)
+    ```
+
+    (`B` a uniformly random minibatch; under `tf.distribute` `|B|` is the
+    replica's share and the replicas' losses are averaged.) Fit it on a
+    `tf.data.Dataset` of minibatches, batched with `drop_remainder=True`:
+
+    ```python
+    model = MinibatchSurrogatePosteriorModel(
+        prior.log_prob, log_likelihood_fn, surrogate, num_examples=N
+    )
+    model.compile(keras.optimizers.Adam(0.01))
+    model.fit(dataset.shuffle(N).batch(100, drop_remainder=True), epochs=20)
+    ```
+
+    `fit` and `evaluate` check the dataset against `num_examples` before any
+    step (`check_minibatches`, the checks of `minibatch.minibatch_target`):
+    a missing or inconsistent `num_examples` is an error, not a silently
+    wrong posterior. References: [1] Hoffman, Blei, Wang,
+    Paisley, "Stochastic Variational Inference", JMLR 14, 2013,
+    https://jmlr.org/papers/v14/hoffman13a.html.
+
+    Args:
+      prior_log_prob_fn: callable, `log p(z)`, called as a target is.
+      log_likelihood_fn: callable `log_likelihood_fn(batch, *z)` (or
+        `(batch, **z)` for a dict-valued surrogate) returning the per-example
+        log-likelihoods, shape `sample_shape + [batch_size]`.
+      surrogate_posterior: as for `SurrogatePosteriorModel`.
+      num_examples: positive Python int, the number of examples `N`.
+      **kwargs: as for `SurrogatePosteriorModel`.
+
+    Raises:
+      TypeError, ValueError: for bad arguments, naming the argument.
+    """
+
+    def __init__(
+        self,
+        prior_log_prob_fn,
+        log_likelihood_fn,
+        surrogate_posterior,
+        *,
+        num_examples,
+        **kwargs,
+    ):
+        checks.check_callable("prior_log_prob_fn", prior_log_prob_fn)
+        checks.check_callable("log_likelihood_fn", log_likelihood_fn)
+        super().__init__(prior_log_prob_fn, surrogate_posterior, **kwargs)
+        self.prior_log_prob_fn = prior_log_prob_fn
+        self.log_likelihood_fn = log_likelihood_fn
+        self.num_examples = num_examples
+
+    def variational_problem(self, data, training=False):
+        # Under tf.distribute the replica sees its share of the global batch;
+        # its static size sets the scale (the dataset was checked by `fit`).
+        replica_batch_size = tf.nest.flatten(data)[0].shape[0]
+        if replica_batch_size is None:
+            raise ValueError(
+                "The minibatch has no static batch size; batch the dataset with "
+                "`drop_remainder=True`."
+            )
+        replica_target = minibatch.MinibatchTarget(
+            prior_log_prob_fn=self.prior_log_prob_fn,
+            log_likelihood_fn=self.log_likelihood_fn,
+            dataset=None,  # this batch only: `fit` reads the dataset
+            num_examples=self.num_examples,
+            batch_size=replica_batch_size,
+        )
+        return replica_target.target_log_prob_fn(data), self.surrogate_posterior
+
+    def check_minibatches(self, dataset):
+        """`minibatch.minibatch_target`'s checks of `dataset` and `num_examples`.
+
+        Raises:
+          TypeError, ValueError: for a `dataset` that is not a
+            `tf.data.Dataset` of batches of a static size, or a missing or
+            inconsistent `num_examples`, naming them.
+        """
+        minibatch.minibatch_target(
+            self.prior_log_prob_fn, self.log_likelihood_fn, dataset, self.num_examples
+        )
+
+    def fit(self, x=None, y=None, **kwargs):
+        """`keras.Model.fit` on a dataset of minibatches, checked first."""
+        self.check_minibatches(x)
+        return super().fit(x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        """`keras.Model.evaluate` on a dataset of minibatches, checked first."""
+        self.check_minibatches(x)
+        return super().evaluate(x, y, **kwargs)
+
+
+class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` for multi-worker training.
+
+    Keras 3's `BackupAndRestore` has every worker write the same files. Under
+    `MultiWorkerMirroredStrategy` (variables are equal on every worker after
+    each step) only the chief, the worker whose strategy says
+    `extended.should_checkpoint`, writes the backup (and deletes it when
+    training ends); every worker restores from it when training begins, so a
+    job restarted after a failure resumes on all workers from the chief's last
+    backup: weights, optimizer state, the model's seed generator and the epoch.
+    `backup_dir` must therefore be one directory every worker can read (a
+    shared file system or bucket on a cluster).
+
+    Args:
+      backup_dir: path of the backup, the same on every worker.
+      **kwargs: as for `keras.callbacks.BackupAndRestore` (`save_freq`,
+        `double_checkpoint`, `delete_checkpoint`).
+    """
+
+    def _is_chief(self):
+        return self.model.distribute_strategy.extended.should_checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._is_chief():
+            super().on_epoch_end(epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._is_chief():
+            super().on_train_batch_end(batch, logs)
+
+    def on_train_end(self, logs=None):
+        if self._is_chief():
+            super().on_train_end(logs)
+
+
+def _is_multi_worker(strategy):
+    """Whether `strategy` is a MultiWorkerMirroredStrategy with a cluster."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        strategy.cluster_resolver.cluster_spec().as_dict()
+    )
+
+
+def _data_free_or(model, keras_function, data_free_function):
+    """Keras' `train_function(iterator)`, bypassed during data-free fits."""
+
+    def train_function(iterator):
+        if model._fitting_without_data and not tf.distribute.has_strategy():
+            return data_free_function()
+        return keras_function(iterator)
+
+    return train_function
+
+
+class PSISReport(keras.callbacks.Callback):
+    """PSIS k-hat of a `SurrogatePosteriorModel`'s surrogate at the end of `fit`.
+
+    Runs `psis.khat_report` with `num_draws` draws of the fitted surrogate:
+    keeps `pareto_k` and `message`, prints the message if `verbose`, and issues
+    a `psis.PSISWarning` above `psis.khat_threshold(num_draws)` (0.7 at the
+    default 4,000 draws; Vehtari et al. 2024). Off unless added to `callbacks`:
+    it costs `num_draws` target evaluations.
+
+    Args:
+      num_draws: Python integer >= 2. Default value: `4000`.
+      seed: stateless seed for the draws, or `None`. Default value: `None`.
+      verbose: print the verdict if truthy. Default value: `1`.
+    """
+
+    def __init__(self, num_draws=psis.DEFAULT_NUM_DRAWS, seed=None, verbose=1):
+        super().__init__()
+        self.num_draws = psis.check_num_draws(num_draws)
+        self.seed = seed
+        self.verbose = verbose
+        self.pareto_k = None
+        self.message = None
+
+    def on_train_end(self, logs=None):
+        if not isinstance(self.model, SurrogatePosteriorModel):
+            raise TypeError(
+                "`PSISReport` reads the surrogate of a SurrogatePosteriorModel; "
+                f"got {type(self.model).__name__}."
+            )
+        self.pareto_k, self.message = psis.khat_report(
+            self.model.target_log_prob_fn,
+            self.model.surrogate_posterior,
+            self.num_draws,
+            self.seed,
+        )
+        if self.verbose:
+            print(self.message)
+
+
+_SEED_STATE_KEY = "step_seed_state"
 _LOSS_OPTIONS = (
     "sample_size",
     "importance_sample_size",
     "discrepancy_fn",
     "gradient_estimator",
+    "sampling",
 )
 _HALF_DTYPES = (tf.float16, tf.bfloat16)
 

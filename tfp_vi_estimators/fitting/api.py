@@ -6,6 +6,7 @@ Either way each step evaluates `variational_loss.evaluate_loss` on the one
 `LossConfig` checked up front.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -18,6 +19,7 @@ from tfp_vi_estimators.fitting.arguments import check_fit_arguments
 from tfp_vi_estimators.fitting.checkpoints import _fingerprint
 from tfp_vi_estimators.fitting.loop import _FitLoop
 from tfp_vi_estimators.fitting.progress import _isatty, _Progress
+from tfp_vi_estimators.minibatch import MinibatchTarget
 from tfp_vi_estimators.variational_loss import check_arguments, evaluate_loss
 
 
@@ -66,7 +68,7 @@ def fit_surrogate_posterior(
     are saved every `checkpoint_every` steps. Calling the function again with
     the same arguments (after a crash, a pre-emption, a `kill -9`) resumes from
     the latest checkpoint, and the final variables and trace equal those of an
-    uninterrupted fit. A checkpoint carries a fingerprint of the arguments that
+    uninterrupted fit (a minibatched fit also saves its data iterator). A checkpoint carries a fingerprint of the arguments that
     determine the result; one written with different arguments is refused.
     `num_steps`, `jit_compile`, `progress`, `checkpoint_every` and `name` are
     not in the fingerprint, so a finished fit can be extended by calling again
@@ -78,7 +80,10 @@ def fit_surrogate_posterior(
 
     Args:
       target_log_prob_fn: Python callable returning the unnormalized target
-        log-density of the surrogate's samples (called as `tfp.vi` calls it).
+        log-density of the surrogate's samples (called as `tfp.vi` calls it),
+        or a `tfp_vi_estimators.minibatch.MinibatchTarget`: each step then
+        reads the next batch of its (repeated) dataset and scales the batch's
+        log-likelihood by `num_examples / batch_size` (stochastic VI [3]).
       surrogate_posterior: `tfp.distributions.Distribution` with trainable
         variables.
       optimizer: optimizer with `apply_gradients` (Keras 3, `tf_keras`, or
@@ -130,9 +135,10 @@ def fit_surrogate_posterior(
     Raises:
       TypeError: for an argument of the wrong kind, before any tensor work.
       ValueError: for an argument out of range, for `checkpoint_every` without
-        `checkpoint_dir`, for checkpoints or progress requested inside a
-        `tf.function`, or for a checkpoint written with different arguments or
-        further than `num_steps`.
+        `checkpoint_dir`, for checkpoints, progress or a `MinibatchTarget`
+        inside a `tf.function`, inside the scope of a `tf.distribute` strategy
+        with more than one replica, or for a checkpoint written with different
+        arguments or further than `num_steps`.
       NonFiniteLossError: a `FloatingPointError` naming the first step whose
         loss or gradient is not finite.
       CorruptCheckpointError: if the latest checkpoint cannot be read; it is
@@ -145,7 +151,13 @@ def fit_surrogate_posterior(
     [2] George Tucker, Dieterich Lawson, Shixiang Gu and Chris J. Maddison.
         Doubly reparameterized gradient estimators for Monte Carlo objectives.
         ICLR 2019. arXiv:1810.04152.
+    [3] Matthew D. Hoffman, David M. Blei, Chong Wang and John Paisley.
+        Stochastic variational inference. JMLR 14, 2013. arXiv:1206.7051.
     """
+    minibatch = None
+    if isinstance(target_log_prob_fn, MinibatchTarget):
+        # Checked by `minibatch_target`; each step builds the batch's target.
+        minibatch, target_log_prob_fn = target_log_prob_fn, _unbatched_target
     loss = check_arguments(
         target_log_prob_fn,
         surrogate_posterior,
@@ -173,16 +185,45 @@ def fit_surrogate_posterior(
         checkpoint_dir,
         checkpoint_every,
     )
+    _check_single_replica()
     if not tf.executing_eagerly():
+        if minibatch is not None:
+            raise ValueError(
+                "A `MinibatchTarget` needs eager execution; call "
+                "`fit_surrogate_posterior` outside `tf.function` (pass "
+                "`jit_compile=True` to compile the steps)."
+            )
         return _fit_in_graph(loss, arguments)
-    return _fit_eagerly(loss, arguments)
+    return _fit_eagerly(loss, arguments, minibatch)
 
 
-def _loss_fn(loss):
-    """The loss of one step, as `tfp.math.minimize` calls it."""
+def _check_single_replica():
+    """Refuses a multi-replica `tf.distribute` scope, which the loop does not split."""
+    if not tf.distribute.has_strategy():
+        return
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:
+        raise ValueError(
+            f"`fit_surrogate_posterior` was called inside the scope of a "
+            f"tf.distribute strategy with {replicas} replicas; it runs its steps "
+            "on one replica and does not split them yet. Call it outside "
+            "`strategy.scope()`, or use the Keras integration "
+            "(`SurrogatePosteriorModel`) under the strategy."
+        )
 
-    def loss_fn(seed=None):
-        return evaluate_loss(loss, seed)
+
+def _unbatched_target(*samples, **named_samples):
+    raise AssertionError("A minibatched fit calls the target of each batch.")
+
+
+def _loss_fn(loss, minibatch=None):
+    """The loss of one step, `loss_fn(seed, batch)`; `batch` is `None` without data."""
+
+    def loss_fn(seed=None, batch=None):
+        if minibatch is None:
+            return evaluate_loss(loss, seed)
+        target = minibatch.target_log_prob_fn(batch)
+        return evaluate_loss(dataclasses.replace(loss, target_log_prob_fn=target), seed)
 
     return loss_fn
 
@@ -199,8 +240,9 @@ def _fit_in_graph(loss, arguments):
             "`fit_surrogate_posterior` outside `tf.function` (pass "
             "`jit_compile=True` to compile the steps)."
         )
+    loss_fn = _loss_fn(loss)
     return tfp.math.minimize(
-        _loss_fn(loss),
+        lambda seed=None: loss_fn(seed),
         num_steps=arguments.num_steps,
         optimizer=arguments.optimizer,
         convergence_criterion=arguments.convergence_criterion,
@@ -212,14 +254,14 @@ def _fit_in_graph(loss, arguments):
     )
 
 
-def _fit_eagerly(loss, arguments):
+def _fit_eagerly(loss, arguments, minibatch):
     """Compiled chunks of steps, with progress and checkpoints in between."""
     progress = arguments.progress
     if progress is None:
         progress = "CI" not in os.environ and _isatty(sys.stderr)
     with tf.name_scope(arguments.name):
         loop = _FitLoop(
-            _loss_fn(loss),
+            _loss_fn(loss, minibatch),
             arguments.optimizer,
             arguments.num_steps,
             arguments.convergence_criterion,
@@ -227,24 +269,27 @@ def _fit_eagerly(loss, arguments):
             arguments.trainable_variables,
             bool(arguments.jit_compile),
             arguments.seed,
-            chunk_size=_chunk_size(
+            max_chunk=_max_chunk(
                 arguments.num_steps, progress, arguments.checkpoint_every
             ),
+            dataset=None if minibatch is None else minibatch.repeated_dataset(),
         )
         return loop.run(
             progress=_Progress(arguments.num_steps, sys.stderr) if progress else None,
             checkpoint_dir=arguments.checkpoint_dir,
             checkpoint_every=arguments.checkpoint_every,
-            fingerprint=_fingerprint_of(loss, arguments),
+            fingerprint=_fingerprint_of(loss, arguments, minibatch),
         )
 
 
-def _fingerprint_of(loss, arguments):
+def _fingerprint_of(loss, arguments, minibatch):
     """The checkpoints' fingerprint of the arguments, or `None` without them."""
     if arguments.checkpoint_dir is None:
         return None
     return _fingerprint(
-        target_log_prob_fn=loss.target_log_prob_fn,
+        target_log_prob_fn=loss.target_log_prob_fn
+        if minibatch is None
+        else minibatch.log_likelihood_fn,
         surrogate_posterior=loss.surrogate_posterior,
         optimizer=arguments.optimizer,
         convergence_criterion=arguments.convergence_criterion,
@@ -257,10 +302,16 @@ def _fingerprint_of(loss, arguments):
     )
 
 
-def _chunk_size(num_steps, progress, checkpoint_every):
-    size = max(1, num_steps - 1)
+def _max_chunk(num_steps, progress, checkpoint_every):
+    """The most steps of one compiled call (the rows of its trace buffer).
+
+    Without progress or checkpoints the whole fit is one call. With progress,
+    the loop sizes chunks by time, up to a tenth of the fit (so a large trace
+    is not copied whole per chunk); with checkpoints, up to `checkpoint_every`.
+    """
+    size = num_steps
     if progress:
-        size = min(size, max(1, num_steps // 100))
+        size = min(size, max(1, num_steps // 10))
     if checkpoint_every is not None:
         size = min(size, checkpoint_every)
     return size

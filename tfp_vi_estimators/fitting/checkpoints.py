@@ -17,7 +17,14 @@ class _CheckpointStore:
     _PREFIX = "fit"
 
     def __init__(
-        self, directory, fingerprint, variables, optimizer, state_spec, trace_spec
+        self,
+        directory,
+        fingerprint,
+        variables,
+        optimizer,
+        state_spec,
+        trace_spec,
+        iterator=None,
     ):
         self._directory = directory
         self._fingerprint = fingerprint
@@ -40,6 +47,8 @@ class _CheckpointStore:
         optimizer_variables = optimizer.variables
         if callable(optimizer_variables):  # legacy tf_keras
             optimizer_variables = optimizer_variables()
+        # A minibatched fit also saves its data iterator's position.
+        data = {} if iterator is None else {"data_iterator": iterator}
         self._checkpoint = tf.train.Checkpoint(
             variables=list(variables),
             optimizer_variables=list(optimizer_variables),
@@ -47,6 +56,7 @@ class _CheckpointStore:
             fingerprint=self._fingerprint_variable,
             state=self._state,
             trace=self._trace,
+            **data,
         )
         self._manager = None
 
@@ -122,7 +132,13 @@ def _read_every_tensor(path):
     """Every tensor of the checkpoint, by key; reading checks every checksum."""
     try:
         reader = tf.train.load_checkpoint(path)
-        return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
+        # A data iterator's state is a variant tensor, which numpy cannot hold;
+        # restoring it checks it.
+        return {
+            k: reader.get_tensor(k)
+            for k, dtype in reader.get_variable_to_dtype_map().items()
+            if dtype != tf.variant
+        }
     except Exception as e:  # noqa: BLE001
         raise CorruptCheckpointError(
             f"The checkpoint {path!r} is corrupt ({type(e).__name__}: "

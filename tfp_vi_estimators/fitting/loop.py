@@ -1,6 +1,16 @@
-"""The fit loop: compiled chunks of steps, progress and checkpoints in between."""
+"""The fit loop: one compiled function of many steps, host work between calls.
+
+Every step, the first included, runs in the same compiled function, `_steps`:
+a `tf.while_loop` of at most `max_chunk` iterations that stops early at a
+non-finite step or at convergence. The host calls it once per chunk and, in
+between, updates the progress line, writes a due checkpoint and reads the
+stop flags. The loss is traced twice per fit, once without compiling (to find
+the variables and the shapes of the loop state) and once inside `_steps`; XLA
+compiles once.
+"""
 
 import functools
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -9,6 +19,10 @@ import tensorflow_probability as tfp
 from tfp_vi_estimators.fitting.checkpoints import _CheckpointStore
 
 _Traceable = tfp.math.MinimizeTraceableQuantities
+
+# With a progress line, chunks aim at this many seconds so the line moves
+# while a chunk's host round trip stays a small fraction of its time.
+_SECONDS_PER_CHUNK = 0.25
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -32,9 +46,15 @@ class _FitLoop:
         trainable_variables,
         jit_compile,
         seed,
-        chunk_size,
+        max_chunk,
+        dataset=None,
     ):
         self._loss_fn = loss_fn
+        # With data, a step reads a batch (`loss_fn(seed, batch)`); the loop
+        # then runs in a graph and each step is XLA-compiled on its own, since
+        # XLA cannot read a `tf.data` iterator.
+        self._dataset = dataset
+        self._iterator = None
         self._optimizer = optimizer
         self._num_steps = num_steps
         self._criterion = convergence_criterion
@@ -42,44 +62,13 @@ class _FitLoop:
         self._trainable_variables = trainable_variables
         self._jit_compile = jit_compile
         self._seed = seed
-        self._chunk_size = chunk_size
-        self._variables = None
+        self._max_chunk = max_chunk
         # Set by `run`.
-        self._progress = self._store = self._every = None
-        self._state_spec = self._trace_spec = self._chunk_fn = None
+        self._variables = self._progress = self._store = self._every = None
+        self._state_spec = self._trace_spec = self._steps_fn = None
         self._seed_is_none = None
 
-    # Compiled parts.
-
-    def _optimizer_step(self, seed):
-        """One step; the update is applied only if the loss and gradients are finite."""
-        watch_accessed = self._trainable_variables is None
-        with tf.GradientTape(watch_accessed_variables=watch_accessed) as tape:
-            for v in self._trainable_variables or []:
-                tape.watch(v)
-            loss = self._loss_fn(seed=seed)
-        variables = tape.watched_variables()
-        grads = tape.gradient(loss, variables)
-        for v, g in zip(variables, grads, strict=True):
-            if g is None:
-                raise ValueError(
-                    f"The loss has no gradient with respect to the variable "
-                    f"{v.name!r}; pass `trainable_variables` without it."
-                )
-        finite = tf.stack(
-            [tf.reduce_all(tf.math.is_finite(loss))]
-            + [tf.reduce_all(tf.math.is_finite(g)) for g in grads]
-        )
-
-        def apply():
-            self._optimizer.apply_gradients(zip(grads, variables, strict=True))
-            return [tf.identity(v) for v in variables]
-
-        def keep():
-            return [tf.identity(v) for v in variables]
-
-        parameters = tf.cond(tf.reduce_all(finite), apply, keep)
-        return loss, grads, parameters, finite
+    # Traced parts.
 
     def _split(self, seed_state):
         if self._seed_is_none:
@@ -87,33 +76,54 @@ class _FitLoop:
         seed, next_seed = tfp.random.split_seed(seed_state, n=2)
         return seed, next_seed
 
-    def _first_step(self, seed_state):
-        seed, next_seed = self._split(seed_state)
-        loss, grads, parameters, finite = self._optimizer_step(seed)
-        criterion_state = ()
-        if self._criterion is not None:
-            criterion_state = self._criterion.bootstrap(loss, grads, parameters)
-        state = _Traceable(
-            loss=loss,
-            gradients=grads,
-            parameters=parameters,
-            step=tf.constant(0, tf.int32),
-            has_converged=tf.zeros(tf.shape(loss), dtype=tf.bool),
-            convergence_criterion_state=criterion_state,
-            optimizer_state=(),
-            seed=next_seed,
-        )
-        trace = tf.nest.map_structure(tf.convert_to_tensor, self._trace_fn(state))
-        return state, trace, finite
+    def _loss_and_gradients(self, seed, batch):
+        watch_accessed = self._trainable_variables is None
+        with tf.GradientTape(watch_accessed_variables=watch_accessed) as tape:
+            for v in self._trainable_variables or []:
+                tape.watch(v)
+            loss = self._loss_fn(seed, batch)
+        grads = tape.gradient(loss, self._variables)
+        for v, g in zip(self._variables, grads, strict=True):
+            if g is None:
+                raise ValueError(
+                    f"The loss has no gradient with respect to the variable "
+                    f"{v.name!r}; pass `trainable_variables` without it."
+                )
+        return loss, grads
 
-    def _later_step(self, previous, step):
+    def _optimizer_step(self, seed, batch):
+        """One step; the update is applied only if the loss and gradients are finite."""
+        loss, grads = self._loss_and_gradients(seed, batch)
+        finite = tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(loss))]
+            + [tf.reduce_all(tf.math.is_finite(_dense(g))) for g in grads]
+        )
+
+        def apply():
+            self._optimizer.apply_gradients(zip(grads, self._variables, strict=True))
+            return tf.constant(True)
+
+        applied = tf.cond(finite, apply, lambda: tf.constant(False))
+        with tf.control_dependencies([applied]):
+            parameters = [tf.identity(v) for v in self._variables]
+        return loss, [_dense(g) for g in grads], parameters, finite
+
+    def _step(self, previous, step, batch=None):
+        """Step `step` from the state after step `step - 1`, as `tfp.math.minimize`."""
         seed, next_seed = self._split(previous.seed)
-        loss, grads, parameters, finite = self._optimizer_step(seed)
+        loss, grads, parameters, finite = self._optimizer_step(seed, batch)
         has_converged = previous.has_converged
         criterion_state = previous.convergence_criterion_state
         if self._criterion is not None:
-            has_converged, criterion_state = self._criterion.one_step(
-                step, loss, grads, parameters, criterion_state
+            has_converged, criterion_state = tf.cond(
+                step > 0,
+                lambda: self._criterion.one_step(
+                    step, loss, grads, parameters, criterion_state
+                ),
+                lambda: (
+                    tf.zeros(tf.shape(loss), tf.bool),
+                    self._criterion.bootstrap(loss, grads, parameters),
+                ),
             )
         state = _Traceable(
             loss=loss,
@@ -127,87 +137,102 @@ class _FitLoop:
         )
         return state, finite
 
-    def _chunk(self, state, start, num_active):
-        """Runs steps `start .. start + num_active - 1` (at most `chunk_size`).
+    def _steps(self, state, start, num_steps, iterator=None):
+        """Steps `start, start + 1, ...`: `num_steps` of them, or fewer.
 
-        Every one of the `chunk_size` iterations writes a trace entry (inactive
-        ones repeat the last), so the trace arrays have a static size for XLA.
+        The loop stops after a step that is not finite (its update is not
+        applied) or that converges.
+
+        Returns:
+          `(steps_run, state, finite, trace)`: the trace has `max_chunk` rows,
+          of which the first `steps_run` are this call's.
         """
-        size = self._chunk_size
-        num_flags = 1 + len(self._variables)
-        leaves = tf.nest.flatten(self._trace_spec)
         arrays = [
-            tf.TensorArray(leaf.dtype, size=size, element_shape=leaf.shape)
-            for leaf in leaves
+            tf.TensorArray(s.dtype, size=self._max_chunk, element_shape=s.shape)
+            for s in tf.nest.flatten(self._trace_spec)
         ]
 
-        def body(i, state, stopped, bad_index, bad_flags, arrays):
-            active = (i < num_active) & ~stopped & ~tf.reduce_all(state.has_converged)
-            new_state, finite = tf.cond(
-                active,
-                lambda: self._later_step(state, start + i),
-                lambda: (state, tf.ones([num_flags], tf.bool)),
-            )
-            ok = tf.reduce_all(finite)
-            new_state = tf.cond(ok, lambda: new_state, lambda: state)
-            bad_index = tf.where(ok, bad_index, i)
-            bad_flags = tf.where(ok, bad_flags, finite)
-            trace = tf.nest.flatten(
-                tf.nest.map_structure(tf.convert_to_tensor, self._trace_fn(new_state))
-            )
-            arrays = [a.write(i, t) for a, t in zip(arrays, trace, strict=True)]
-            return i + 1, new_state, stopped | ~ok, bad_index, bad_flags, arrays
+        def keep_going(i, state, finite, arrays):
+            return (i < num_steps) & finite & ~tf.reduce_all(state.has_converged)
 
-        _, state, stopped, bad_index, bad_flags, arrays = tf.while_loop(
-            lambda i, *_: i < size,
+        step_fn = self._step
+        if iterator is not None and self._jit_compile:
+            step_fn = tf.function(step_fn, autograph=False, jit_compile=True)
+
+        def body(i, state, finite, arrays):
+            batch = None if iterator is None else iterator.get_next()
+            state, finite = step_fn(state, start + i, batch)
+            trace = tf.nest.flatten(self._traced(state))
+            arrays = [a.write(i, t) for a, t in zip(arrays, trace, strict=True)]
+            return i + 1, state, finite, arrays
+
+        steps_run, state, finite, arrays = tf.while_loop(
+            keep_going,
             body,
-            (
-                tf.constant(0, tf.int32),
-                state,
-                tf.constant(False),
-                tf.constant(-1, tf.int32),
-                tf.ones([num_flags], tf.bool),
-                arrays,
-            ),
-            maximum_iterations=size,
+            (tf.constant(0), state, tf.constant(True), arrays),
+            maximum_iterations=self._max_chunk,
         )
         trace = tf.nest.pack_sequence_as(self._trace_spec, [a.stack() for a in arrays])
-        return state, trace, stopped, bad_index, bad_flags
+        return steps_run, state, finite, trace
 
-    # Host side.
+    def _traced(self, state):
+        return tf.nest.map_structure(tf.convert_to_tensor, self._trace_fn(state))
 
-    def _discover_variables(self, seed_state):
-        """The variables the steps train, found by tracing the loss once."""
-        if self._trainable_variables is not None:
-            found = list(self._trainable_variables)
-        else:
-            found = self._variables_the_loss_reads(seed_state)
-        if not found:
-            raise ValueError(
-                "Nothing to train: the loss reads no trainable variable and "
-                "`trainable_variables` is empty or None. Build the surrogate "
-                "from `tf.Variable`s (or `tfp.util.TransformedVariable`s), or "
-                "pass `trainable_variables`."
-            )
-        return found
+    # Host side: the variables and the shapes of the state, from one trace.
 
-    def _variables_the_loss_reads(self, seed_state):
+    def _trace_specs(self, seed_state):
+        """Finds the variables and the loop state's shapes by tracing the loss once.
+
+        Nothing is compiled or run: the trace computes no gradient (they have
+        their variables' shapes) and the optimizer is not applied.
+        """
         found = []
 
-        def loss_only(seed_state):
-            seed, _ = self._split(seed_state)
-            with tf.GradientTape() as tape:
-                self._loss_fn(seed=seed)
-            found.extend(tape.watched_variables())
-            return tf.constant(0)
+        def first_state(seed_state, batch):
+            seed, next_seed = self._split(seed_state)
+            with tf.GradientTape(
+                watch_accessed_variables=self._trainable_variables is None
+            ) as tape:
+                for v in self._trainable_variables or []:
+                    tape.watch(v)
+                loss = self._loss_fn(seed, batch)
+            found.extend(self._trainable_variables or tape.watched_variables())
+            parameters = [tf.identity(v) for v in _unique(found)]
+            grads = [tf.zeros_like(p) for p in parameters]
+            state = self._initial_state(loss, grads, parameters, next_seed)
+            return state, self._traced(state)
 
-        tf.function(
-            functools.partial(loss_only), autograph=False
-        ).get_concrete_function(seed_state)
-        # A trace that creates variables (a Keras layer built on first use)
-        # watches each of them twice: keep the first of each, in order.
-        unique = {v.ref(): v for v in reversed(found)}
-        return [v for v in found if unique.pop(v.ref(), None) is not None]
+        concrete = tf.function(
+            functools.partial(first_state), autograph=False
+        ).get_concrete_function(
+            seed_state, None if self._dataset is None else self._dataset.element_spec
+        )
+        self._variables = _checked_variables(_unique(found))
+        self._state_spec, self._trace_spec = tf.nest.map_structure(
+            lambda t: tf.TensorSpec(t.shape, t.dtype), concrete.structured_outputs
+        )
+
+    def _initial_state(self, loss, grads, parameters, seed_state):
+        criterion_state = ()
+        if self._criterion is not None:
+            criterion_state = self._criterion.bootstrap(loss, grads, parameters)
+        return _Traceable(
+            loss=loss,
+            gradients=grads,
+            parameters=parameters,
+            step=tf.constant(0, tf.int32),
+            has_converged=tf.zeros(tf.shape(loss), dtype=tf.bool),
+            convergence_criterion_state=criterion_state,
+            optimizer_state=(),
+            seed=seed_state,
+        )
+
+    def _fresh_state(self, seed_state):
+        """The state before step 0: zeros, but for the seed state."""
+        state = tf.nest.map_structure(
+            lambda s: tf.zeros(s.shape, s.dtype), self._state_spec
+        )
+        return state._replace(seed=seed_state)
 
     def _build_optimizer(self):
         """Creates the optimizer's slots now: they cannot be made inside `tf.cond`."""
@@ -219,15 +244,6 @@ class _FitLoop:
         elif hasattr(optimizer, "_create_all_weights"):  # legacy tf_keras
             optimizer._create_all_weights(self._variables)
 
-    def _compile(self, fn):
-        # A fresh partial per fit: TF's retracing warning keys on the code
-        # object, and every fit traces anew.
-        return tf.function(
-            functools.partial(fn),
-            autograph=False,
-            jit_compile=self._jit_compile or None,
-        )
-
     def run(self, progress, checkpoint_dir, checkpoint_every, fingerprint):
         """Runs the fit, resuming from `checkpoint_dir` if it holds a checkpoint.
 
@@ -237,13 +253,23 @@ class _FitLoop:
         self._progress = progress
         self._every = checkpoint_every
         seed_state = self._initial_seed_state(checkpoint_dir)
-        first_step = self._prepare(seed_state)
+        self._trace_specs(seed_state)
+        self._build_optimizer()
+        # A fresh partial per fit: TF's retracing warning keys on the code
+        # object, and every fit traces anew.
+        self._steps_fn = tf.function(
+            functools.partial(self._steps),
+            autograph=False,
+            jit_compile=(self._jit_compile and self._dataset is None) or None,
+        )
+        if self._dataset is not None:
+            self._iterator = iter(self._dataset)
         self._store = self._open_store(checkpoint_dir, fingerprint)
         steps_done, state, traces = self._restore(checkpoint_dir)
+        if state is None:
+            state = self._fresh_state(seed_state)
         if progress is not None:
             progress.start(steps_done)
-        if state is None:
-            state, traces, steps_done = self._run_first_step(first_step, seed_state)
         steps_done = self._run_chunks(state, steps_done, traces)
         if progress is not None:
             progress.close()
@@ -258,20 +284,6 @@ class _FitLoop:
         # resumed fit continues the same sample stream.
         return tfp.random.sanitize_seed(self._seed, salt="minimize")
 
-    def _prepare(self, seed_state):
-        """Finds the variables, builds the optimizer, compiles the steps.
-
-        Returns:
-          The compiled first step; the chunk of later steps is `self._chunk_fn`.
-        """
-        self._variables = self._discover_variables(seed_state)
-        self._build_optimizer()
-        first_step = self._compile(self._first_step)
-        concrete = first_step.get_concrete_function(seed_state)
-        self._state_spec, self._trace_spec, _ = concrete.structured_outputs
-        self._chunk_fn = self._compile(self._chunk)
-        return first_step
-
     def _open_store(self, checkpoint_dir, fingerprint):
         if checkpoint_dir is None:
             return None
@@ -282,6 +294,7 @@ class _FitLoop:
             self._optimizer,
             self._state_spec,
             self._trace_spec,
+            iterator=self._iterator,
         )
 
     def _restore(self, checkpoint_dir):
@@ -297,40 +310,47 @@ class _FitLoop:
             )
         return steps_done, state, [trace]
 
-    def _run_first_step(self, first_step, seed_state):
-        """Step 0, which also bootstraps the convergence criterion."""
-        state, trace, finite = first_step(seed_state)
-        self._raise_if_not_finite(0, finite)
-        traces = [tf.nest.map_structure(lambda t: t[tf.newaxis], trace)]
-        self._after_chunk(1, state, traces)
-        return state, traces, 1
-
     def _run_chunks(self, state, steps_done, traces):
-        """The later steps, a chunk at a time; appends to `traces`.
+        """The steps, a chunk at a time; appends to `traces`.
 
         Returns:
           The number of steps done (fewer than `num_steps` once converged).
         """
-        while steps_done < self._num_steps and not self._converged(state):
-            num_active = self._chunk_length(steps_done)
-            state, trace, stopped, bad_index, bad_flags = self._chunk_fn(
-                state, tf.constant(steps_done, tf.int32), tf.constant(num_active)
+        length = self._first_chunk_length()
+        while steps_done < self._num_steps and not self._converged(state, steps_done):
+            length = self._chunk_length(steps_done, length)
+            started = time.perf_counter()
+            steps_run, state, finite, trace = self._steps_fn(
+                state,
+                tf.constant(steps_done, tf.int32),
+                tf.constant(length),
+                self._iterator,
             )
-            if bool(stopped):
-                self._raise_if_not_finite(steps_done + int(bad_index), bad_flags)
-            if self._converged(state):
-                num_active = int(state.step) - steps_done + 1
-            traces.append(tf.nest.map_structure(lambda t, n=num_active: t[:n], trace))
-            steps_done += num_active
+            steps_run = int(steps_run)
+            if not bool(finite):
+                self._raise_not_finite(steps_done + steps_run - 1, state)
+            traces.append(tf.nest.map_structure(lambda t, n=steps_run: t[:n], trace))
+            steps_done += steps_run
             self._after_chunk(steps_done, state, traces)
+            length = self._next_length(length, time.perf_counter() - started)
         return steps_done
 
-    def _chunk_length(self, steps_done):
+    def _first_chunk_length(self):
+        # The first call also compiles; a short first chunk shows progress soon.
+        return self._max_chunk if self._progress is None else min(10, self._max_chunk)
+
+    def _next_length(self, length, seconds):
+        if self._progress is None:
+            return self._max_chunk
+        wanted = int(length * _SECONDS_PER_CHUNK / max(seconds, 1e-6))
+        return max(1, min(self._max_chunk, wanted, 4 * length))
+
+    def _chunk_length(self, steps_done, length):
         """Steps in the next chunk; chunks end on checkpoint boundaries."""
-        num_active = min(self._chunk_size, self._num_steps - steps_done)
+        length = min(length, self._num_steps - steps_done)
         if self._store is not None:
-            num_active = min(num_active, self._every - steps_done % self._every)
-        return num_active
+            length = min(length, self._every - steps_done % self._every)
+        return length
 
     def _padded(self, result, steps_done):
         """Pads a converged fit's trace with its last values, as tfp does."""
@@ -341,8 +361,12 @@ class _FitLoop:
             lambda t: tf.concat([t, tf.repeat(t[-1:], pad, axis=0)], axis=0), result
         )
 
-    def _converged(self, state):
-        return self._criterion is not None and bool(tf.reduce_all(state.has_converged))
+    def _converged(self, state, steps_done):
+        return (
+            self._criterion is not None
+            and steps_done > 0
+            and bool(tf.reduce_all(state.has_converged))
+        )
 
     def _after_chunk(self, steps_done, state, traces):
         """Host work between chunks: the progress line and a due checkpoint."""
@@ -351,20 +375,20 @@ class _FitLoop:
         if self._store is not None and (
             steps_done % self._every == 0
             or steps_done == self._num_steps
-            or self._converged(state)
+            or self._converged(state, steps_done)
         ):
             traces[:] = [_concat(traces)]
             self._store.save(steps_done, state, traces[0])
 
-    def _raise_if_not_finite(self, step, finite):
-        finite = np.asarray(finite)
-        if finite.all():
-            return
+    def _raise_not_finite(self, step, state):
+        """`NonFiniteLossError` naming the step and what was not finite in it."""
         parts = []
-        if not finite[0]:
+        if not np.all(np.isfinite(state.loss)):
             parts.append("the loss")
         bad = [
-            v.name for v, ok in zip(self._variables, finite[1:], strict=True) if not ok
+            v.name
+            for v, g in zip(self._variables, state.gradients, strict=True)
+            if not np.all(np.isfinite(g))
         ]
         if bad:
             parts.append("the gradient of " + ", ".join(repr(n) for n in bad))
@@ -379,6 +403,37 @@ class _FitLoop:
             "surrogate closer to the target.",
             step=step,
         )
+
+
+def _dense(gradient):
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.convert_to_tensor(gradient)
+    return gradient
+
+
+def _unique(variables):
+    """The variables, each once, in order of first appearance.
+
+    A trace that creates variables (a Keras layer built on first use) watches
+    each of them twice.
+    """
+    seen, unique = set(), []
+    for v in variables:
+        if v.ref() not in seen:
+            seen.add(v.ref())
+            unique.append(v)
+    return unique
+
+
+def _checked_variables(variables):
+    if not variables:
+        raise ValueError(
+            "Nothing to train: the loss reads no trainable variable and "
+            "`trainable_variables` is empty or None. Build the surrogate "
+            "from `tf.Variable`s (or `tfp.util.TransformedVariable`s), or "
+            "pass `trainable_variables`."
+        )
+    return variables
 
 
 def _concat(traces):

@@ -1,0 +1,184 @@
+"""Keras `model.fit` under MultiWorkerMirroredStrategy, with real workers.
+
+Each job is two worker processes of `examples/keras_multi_worker.py` on this
+machine, each with its own `TF_CONFIG` (loopback ports), CPU only. The jobs:
+
+- `uninterrupted`: a data-free fit of Bayesian logistic regression, 6 epochs;
+- `killed` then `resumed`: the same fit in which worker 1 SIGKILLs itself
+  when epoch 3 begins; the test then kills the chief (stuck in the next
+  all-reduce, once its epoch-3 backup is written) and restarts the whole job
+  on the same backup directory (`ChiefBackupAndRestore`, written by the chief
+  only);
+- `minibatch`: a minibatch fit whose dataset Keras shards across the workers.
+
+All values are compared exactly: every worker applies the same all-reduced
+gradient (a sum of two float32 values, the same in either order) to the same
+variables, and a resumed job restores the variables, the optimizer state and
+the seed generator's state, then runs the same float32 operations as the
+uninterrupted job.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "examples", "keras_multi_worker.py")
+WORKERS = 2
+EPOCHS = 6
+KILL_AT_EPOCH = 3
+TIMEOUT_S = 300
+
+pytestmark = pytest.mark.slow
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_job(directory, name, *args):
+    """Starts `WORKERS` worker processes; returns them and their output paths."""
+    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(WORKERS)]}
+    output = os.path.join(directory, name + "-{index}.json")
+    processes = []
+    for index in range(WORKERS):
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+            CUDA_VISIBLE_DEVICES="-1",
+            TF_CPP_MIN_LOG_LEVEL="2",
+            PYTHONPATH=REPO,
+        )
+        command = [sys.executable, SCRIPT, "--epochs", str(EPOCHS), "--output", output]
+        processes.append(
+            subprocess.Popen(
+                command + list(args),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    return processes, [output.format(index=i) for i in range(WORKERS)]
+
+
+def _finish(processes):
+    """Waits for the processes; returns their exit codes and stderr tails."""
+    deadline = time.monotonic() + TIMEOUT_S
+    results = []
+    for p in processes:
+        try:
+            _, stderr = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, stderr = p.communicate()
+        results.append((p.returncode, stderr[-2000:]))
+    return results
+
+
+def _summaries(job):
+    processes, outputs = job
+    for code, stderr in _finish(processes):
+        assert code == 0, stderr
+    return [json.load(open(path)) for path in outputs]
+
+
+def _backed_up_epoch(backup_dir):
+    try:
+        with open(os.path.join(backup_dir, "training_metadata.json")) as f:
+            return json.load(f)["epoch"]
+    except (OSError, ValueError):
+        return -1
+
+
+def _kill_chief_after_backup(job, backup_dir):
+    """Waits for worker 1 to die, then for the backup, then kills the chief."""
+    (chief, worker), _ = job
+    worker.wait(timeout=TIMEOUT_S)
+    deadline = time.monotonic() + TIMEOUT_S
+    while _backed_up_epoch(backup_dir) < KILL_AT_EPOCH and chief.poll() is None:
+        assert time.monotonic() < deadline, "no backup of the killed epoch"
+        time.sleep(0.1)
+    # The chief writes the backup before the epoch's first all-reduce, where
+    # it now waits for the dead worker.
+    time.sleep(0.5)
+    chief.kill()
+    chief.communicate()
+    return worker.returncode
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    directory = str(tmp_path_factory.mktemp("multi_worker"))
+    backup_dir = os.path.join(directory, "backup")
+    uninterrupted = _start_job(
+        directory, "uninterrupted", "--backup-dir", os.path.join(directory, "b0")
+    )
+    killed = _start_job(
+        directory,
+        "killed",
+        "--backup-dir",
+        backup_dir,
+        "--kill-at-epoch",
+        str(KILL_AT_EPOCH),
+    )
+    minibatch = _start_job(
+        directory,
+        "minibatch",
+        "--backup-dir",
+        os.path.join(directory, "b1"),
+        "--minibatch",
+        "100",
+    )
+    worker_exit = _kill_chief_after_backup(killed, backup_dir)
+    backed_up_epoch = _backed_up_epoch(backup_dir)
+    resumed = _start_job(directory, "resumed", "--backup-dir", backup_dir)
+    return dict(
+        uninterrupted=_summaries(uninterrupted),
+        minibatch=_summaries(minibatch),
+        worker_exit=worker_exit,
+        backed_up_epoch=backed_up_epoch,
+        resumed=_summaries(resumed),
+        backup_left=os.path.exists(backup_dir),
+    )
+
+
+def test_both_workers_finish_with_equal_variables(jobs):
+    for job in ("uninterrupted", "minibatch"):
+        chief, worker = jobs[job]
+        assert chief["task_index"] == 0 and worker["task_index"] == 1
+        assert chief["steps"] == worker["steps"] == EPOCHS * 20
+        for a, b in zip(chief["variables"], worker["variables"], strict=True):
+            np.testing.assert_array_equal(a, b)
+        # Every worker logs the cross-worker mean of the epoch losses.
+        assert chief["loss"] == worker["loss"]
+        assert np.all(np.isfinite(chief["loss"]))
+        assert chief["loss"][-1] < chief["loss"][0]
+
+
+def test_killed_job_resumes_from_the_chiefs_backup_and_ends_where_uninterrupted(jobs):
+    assert jobs["worker_exit"] == -9  # SIGKILL
+    assert jobs["backed_up_epoch"] == KILL_AT_EPOCH
+    expected = jobs["uninterrupted"][0]
+    for summary in jobs["resumed"]:
+        assert summary["initial_epoch"] == KILL_AT_EPOCH
+        assert summary["steps"] == (EPOCHS - KILL_AT_EPOCH) * 20
+        for got, want in zip(summary["variables"], expected["variables"], strict=True):
+            np.testing.assert_array_equal(got, want)
+        assert summary["loss"] == expected["loss"][KILL_AT_EPOCH:]
+    # The chief deletes its backup when training ends.
+    assert not jobs["backup_left"]

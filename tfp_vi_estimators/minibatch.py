@@ -1,0 +1,219 @@
+"""Minibatched data with the right scale: stochastic variational inference.
+
+For a model with global latents `z` and `N` conditionally independent
+examples, the log-joint is a prior term plus a sum over examples. A minibatch
+`B` of `b` examples drawn uniformly (a shuffled epoch) gives an unbiased
+estimate of it,
+
+```none
+log p(z, x)   = log p(z) + sum_{i=1}^{N} log p(x_i | z)
+estimate      = log p(z) + (N / b) sum_{i in B} log p(x_i | z)
+E_B[estimate] = log p(z, x),
+```
+
+so the variational loss and its gradient on a minibatch are unbiased for the
+full-data ones [1]. The user gives the prior and the *per-example*
+log-likelihood; this module applies `N / b`, so the scale cannot be forgotten
+or applied twice. A missing or inconsistent `num_examples` is a `ValueError`
+before any step.
+
+Public API:
+
+- `minibatch_target(prior_log_prob_fn, log_likelihood_fn, dataset,
+  num_examples)` checks the arguments and returns a `MinibatchTarget`.
+- `MinibatchTarget.target_log_prob_fn(batch)`: the scaled log-joint of one
+  batch, a callable taking the surrogate's samples as `tfp.vi` passes them.
+- `MinibatchTarget.scale(dtype)`: `num_examples / batch_size`.
+- `MinibatchTarget.repeated_dataset()`: the dataset, repeated forever.
+
+Pass a `MinibatchTarget` as `target_log_prob_fn` to
+`tfp_vi_estimators.fit_surrogate_posterior`: each step then reads the next
+batch of the (repeated) dataset; checkpoints save the iterator's position. The
+other route of `tfp.vi` stays open: a target that takes `seed=` may subsample
+its data itself, statelessly, and apply the scale itself.
+
+#### References
+
+[1] Matthew D. Hoffman, David M. Blei, Chong Wang and John Paisley.
+    Stochastic variational inference. JMLR 14, 2013. arXiv:1206.7051.
+"""
+
+import dataclasses
+import numbers
+from collections.abc import Callable
+
+import tensorflow as tf
+
+__all__ = ["MinibatchTarget", "minibatch_target"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MinibatchTarget:
+    """A target whose likelihood is read a minibatch at a time.
+
+    Build it with `minibatch_target`, which checks the arguments.
+
+    Attributes:
+      prior_log_prob_fn: callable, `log p(z)` of the surrogate's samples.
+      log_likelihood_fn: callable `log_likelihood_fn(batch, *samples)` returning
+        the per-example log-likelihoods, shaped `sample_shape + [batch_size]`.
+      dataset: `tf.data.Dataset` of batches with a static batch size.
+      num_examples: Python int, `N`, the number of examples in the data.
+      batch_size: Python int, `b`, read from the dataset's element spec.
+    """
+
+    prior_log_prob_fn: Callable
+    log_likelihood_fn: Callable
+    dataset: tf.data.Dataset
+    num_examples: int
+    batch_size: int
+
+    def scale(self, dtype=tf.float32):
+        """`num_examples / batch_size` as a `dtype` scalar."""
+        return tf.constant(self.num_examples / self.batch_size, dtype)
+
+    def target_log_prob_fn(self, batch):
+        """`log p(z) + N / b sum_{i in batch} log p(x_i | z)` of one batch."""
+
+        def log_prob(*samples, seed=None, **named_samples):
+            del seed  # The data is already drawn; nothing else is random.
+            with tf.name_scope("minibatch_target_log_prob"):
+                prior = self.prior_log_prob_fn(*samples, **named_samples)
+                per_example = tf.convert_to_tensor(
+                    self.log_likelihood_fn(batch, *samples, **named_samples)
+                )
+                _check_per_example_shape(per_example, self.batch_size)
+                likelihood = tf.reduce_sum(per_example, axis=-1)
+                return prior + self.scale(likelihood.dtype) * likelihood
+
+        return log_prob
+
+    def repeated_dataset(self):
+        """The dataset repeated forever: one epoch after another."""
+        return self.dataset.repeat()
+
+
+def minibatch_target(
+    prior_log_prob_fn: Callable,
+    log_likelihood_fn: Callable,
+    dataset: tf.data.Dataset,
+    num_examples: int | None = None,
+) -> MinibatchTarget:
+    """Checks a minibatched target: prior, per-example likelihood, data, `N`.
+
+    ```none
+    target(z; batch) = log p(z) + (N / b) sum_{i in batch} log p(x_i | z)
+    ```
+
+    Args:
+      prior_log_prob_fn: callable returning `log p(z)` for the surrogate's
+        samples (called as `tfp.vi` calls a target).
+      log_likelihood_fn: callable `log_likelihood_fn(batch, *samples)` returning
+        one log-likelihood per example, shaped `sample_shape + [batch_size]`
+        (for logistic regression with weights `[S, D]` and features `[b, D]`:
+        `Bernoulli(logits=weights @ x.T).log_prob(y)`, shaped `[S, b]`).
+      dataset: `tf.data.Dataset` of batches (a tensor or a structure of them,
+        each with the batch as the leading dimension), with a static batch
+        size: `batch(b, drop_remainder=True)`, or a repeated dataset. One
+        epoch of a shuffled dataset is the usual choice; it is repeated.
+      num_examples: positive Python int, `N`, the number of examples the
+        likelihood sums over. Required: it sets the scale.
+
+    Returns:
+      A `MinibatchTarget`.
+
+    Raises:
+      TypeError: for a non-callable function, a `dataset` that is not a
+        `tf.data.Dataset`, or a non-integer `num_examples`.
+      ValueError: for a missing `num_examples`, a batch size that is not
+        static (a final partial batch would get the wrong scale), components
+        with different batch sizes, `num_examples` below the batch size, or a
+        finite dataset whose number of batches is not `num_examples //
+        batch_size` (one epoch).
+    """
+    for name, fn in (
+        ("prior_log_prob_fn", prior_log_prob_fn),
+        ("log_likelihood_fn", log_likelihood_fn),
+    ):
+        if not callable(fn):
+            raise TypeError(f"`{name}` must be callable; got {fn!r}.")
+    if not isinstance(dataset, tf.data.Dataset):
+        raise TypeError(
+            f"`dataset` must be a tf.data.Dataset of batches; got {dataset!r}."
+        )
+    num_examples = _checked_num_examples(num_examples)
+    batch_size = _static_batch_size(dataset)
+    _check_against_cardinality(dataset, num_examples, batch_size)
+    return MinibatchTarget(
+        prior_log_prob_fn=prior_log_prob_fn,
+        log_likelihood_fn=log_likelihood_fn,
+        dataset=dataset,
+        num_examples=num_examples,
+        batch_size=batch_size,
+    )
+
+
+def _checked_num_examples(num_examples):
+    if num_examples is None:
+        raise ValueError(
+            "`num_examples` is required: the likelihood of a batch of b examples "
+            "is scaled by num_examples / b to estimate the full-data sum."
+        )
+    if isinstance(num_examples, bool) or not isinstance(num_examples, numbers.Integral):
+        raise TypeError(
+            f"`num_examples` must be a positive Python int; got {num_examples!r}."
+        )
+    if num_examples < 1:
+        raise ValueError(f"`num_examples` must be positive; got {num_examples}.")
+    return int(num_examples)
+
+
+def _static_batch_size(dataset):
+    specs = _specs(dataset)
+    if any(not s.shape.rank or s.shape[0] is None for s in specs):
+        raise ValueError(
+            "`dataset` must have a static batch size, so that every batch gets "
+            "the scale num_examples / batch_size: a final partial batch would be "
+            "scaled wrongly. Batch with `dataset.batch(b, drop_remainder=True)` "
+            f"(element spec: {dataset.element_spec})."
+        )
+    sizes = {s.shape[0] for s in specs}
+    if len(sizes) != 1:
+        raise ValueError(
+            "Every component of `dataset`'s batches must have the same batch "
+            f"size; got {sorted(sizes)} (element spec: {dataset.element_spec})."
+        )
+    return sizes.pop()
+
+
+def _specs(dataset):
+    return tf.nest.flatten(dataset.element_spec)
+
+
+def _check_against_cardinality(dataset, num_examples, batch_size):
+    if num_examples < batch_size:
+        raise ValueError(
+            f"`num_examples={num_examples}` is smaller than the dataset's batch "
+            f"size {batch_size}; `num_examples` is the number of examples in the "
+            "whole data set, not in a batch."
+        )
+    cardinality = int(dataset.cardinality())
+    if cardinality < 0:  # infinite or unknown: nothing to compare
+        return
+    if cardinality != num_examples // batch_size:
+        raise ValueError(
+            f"`num_examples={num_examples}` does not match `dataset`: it has "
+            f"{cardinality} batches of {batch_size} ({cardinality * batch_size} "
+            f"examples), but one epoch of {num_examples} examples has "
+            f"{num_examples // batch_size} full batches. Pass the number of "
+            "examples in the data, and one epoch (the fit repeats it)."
+        )
+
+
+def _check_per_example_shape(per_example, batch_size):
+    size = per_example.shape[-1:].num_elements() if per_example.shape.rank else 0
+    if size != batch_size and not (per_example.shape.rank and size is None):
+        raise ValueError(
+            "`log_likelihood_fn` must return one log-likelihood per example, "
+            f"shaped sample_shape + [{batch_size}]; got shape {per_example.shape}."
+        )
