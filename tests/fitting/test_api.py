@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -170,3 +171,56 @@ def test_multi_replica_scope_is_refused_before_any_step():
     assert "REFUSED" in result.stdout and "2 replicas" in result.stdout, (
         result.stdout + result.stderr[-3000:]
     )
+
+
+def test_rqmc_sampling_reaches_the_target_and_draws_other_points():
+    """`sampling='rqmc'` reaches the loss: same seed, other draws than iid's
+    (a different trace), and the fit still finds a Gaussian target."""
+    target = tfd.MultivariateNormalDiag([1.0, -2.0], [0.5, 2.0])
+
+    def fit(sampling):
+        q = tfd.MultivariateNormalDiag(
+            tf.Variable([0.0, 0.0]),
+            tfp.util.TransformedVariable([1.0, 1.0], tfb.Softplus()),
+        )
+        losses = tve.fit_surrogate_posterior(
+            target.log_prob,
+            q,
+            tf.keras.optimizers.Adam(0.05),
+            num_steps=300,
+            sample_size=16,
+            seed=(1, 2),
+            sampling=sampling,
+        )
+        return losses.numpy(), q
+
+    iid, _ = fit("iid")
+    rqmc, q = fit("rqmc")
+    assert not np.array_equal(iid, rqmc)
+    np.testing.assert_allclose(q.mean(), [1.0, -2.0], atol=0.1)
+    np.testing.assert_allclose(q.stddev(), [0.5, 2.0], rtol=0.1)
+
+
+def test_psis_num_draws_reports_khat_and_warns_for_a_poor_surrogate():
+    target = tfd.Normal(0.0, 1.0)
+    good = tfd.Normal(tf.Variable(0.0), 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tve.psis.PSISWarning)
+        tve.fit_surrogate_posterior(
+            target.log_prob,
+            good,
+            tf.keras.optimizers.SGD(0.0),
+            num_steps=2,
+            seed=(1, 2),
+            psis_num_draws=2000,
+        )
+    narrow = tfd.Normal(tf.Variable(0.0), 0.2)  # true k-hat = 1 - 0.2**2 ~ 0.96
+    with pytest.warns(tve.psis.PSISWarning):
+        tve.fit_surrogate_posterior(
+            target.log_prob,
+            narrow,
+            tf.keras.optimizers.SGD(0.0),
+            num_steps=2,
+            seed=(1, 2),
+            psis_num_draws=2000,
+        )

@@ -13,6 +13,7 @@ import sys
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vi_estimators import psis
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.estimator_choice import GradientEstimators
 from tfp_vi_estimators.fitting.arguments import check_fit_arguments
@@ -47,6 +48,8 @@ def fit_surrogate_posterior(
     progress=None,
     checkpoint_dir=None,
     checkpoint_every=None,
+    sampling="iid",
+    psis_num_draws=None,
 ):
     """Fits a surrogate posterior by minimizing a Monte Carlo variational loss.
 
@@ -127,6 +130,15 @@ def fit_surrogate_posterior(
       checkpoint_every: keyword-only; positive integer, steps between
         checkpoints (the last step is always saved). Default value: `None`,
         meaning `max(1, num_steps // 10)` when `checkpoint_dir` is set.
+      sampling: keyword-only; `'iid'` or `'rqmc'` (randomized quasi-Monte
+        Carlo base noise), as for `monte_carlo_variational_loss`. Default
+        value: `'iid'`.
+      psis_num_draws: keyword-only; a Python integer >= 2 to compute the PSIS
+        k-hat of the fitted surrogate with that many draws when an eager fit
+        ends (`psis.khat_report`, on a seed stream of its own): the verdict is
+        printed with the progress line, and a `psis.PSISWarning` is issued
+        above `psis.khat_threshold(psis_num_draws)`. Default value: `None`
+        (off: it costs that many target evaluations).
 
     Returns:
       results: the stacked values of `trace_fn`, each with a leading dimension
@@ -171,7 +183,15 @@ def fit_surrogate_posterior(
         ),
         stopped_surrogate_posterior=stopped_surrogate_posterior,
         seed=seed,
+        sampling=sampling,
     )
+    if psis_num_draws is not None:
+        psis.check_num_draws(psis_num_draws, "psis_num_draws")
+        if minibatch is not None:
+            raise ValueError(
+                "`psis_num_draws` needs the full-data target; with a "
+                "`MinibatchTarget` call `psis.psis_diagnostic` on it after the fit."
+            )
     arguments = check_fit_arguments(
         optimizer,
         num_steps,
@@ -193,8 +213,23 @@ def fit_surrogate_posterior(
                 "`fit_surrogate_posterior` outside `tf.function` (pass "
                 "`jit_compile=True` to compile the steps)."
             )
+        if psis_num_draws is not None:
+            raise ValueError("`psis_num_draws` needs eager execution.")
         return _fit_in_graph(loss, arguments)
-    return _fit_eagerly(loss, arguments, minibatch)
+    results = _fit_eagerly(loss, arguments, minibatch)
+    if psis_num_draws is not None and minibatch is None:
+        _report_khat(loss, psis_num_draws, seed, arguments.progress)
+    return results
+
+
+def _report_khat(loss, num_draws, seed, progress):
+    """k-hat of the fitted surrogate, on a seed stream apart from the fit's."""
+    psis_seed = tfp.random.split_seed(seed, n=2, salt="psis_report")[1]
+    _, message = psis.khat_report(
+        loss.target_log_prob_fn, loss.surrogate_posterior, num_draws, psis_seed
+    )
+    if progress or (progress is None and _isatty(sys.stderr)):
+        print(message, file=sys.stderr)
 
 
 def _check_single_replica():
@@ -299,6 +334,7 @@ def _fingerprint_of(loss, arguments, minibatch):
         importance_sample_size=loss.importance_sample_size,
         estimator=loss.estimator,
         seed=arguments.seed,
+        sampling=loss.sampling,
     )
 
 

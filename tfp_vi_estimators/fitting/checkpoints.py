@@ -173,6 +173,7 @@ def _fingerprint(
     importance_sample_size,
     estimator,
     seed,
+    sampling=None,
 ):
     """A JSON description of the arguments that determine a fit's result."""
     config = {}
@@ -203,6 +204,8 @@ def _fingerprint(
         + json.dumps(_describe(vars(estimator)), sort_keys=True),
         "seed": None if seed is None else np.asarray(seed).tolist(),
     }
+    if sampling is not None:  # iid fits keep their earlier fingerprint
+        description["sampling"] = repr(sampling)
     return json.dumps(description, sort_keys=True, default=str)
 
 
