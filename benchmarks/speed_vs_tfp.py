@@ -4,8 +4,8 @@ The timing harness is `tfp_vi_estimators.report.timing` (the report's speed
 section uses it too): for each problem and estimator, both implementations
 are compiled with `tf.function(jit_compile=True)` and timed alternately
 (ours, theirs, ours, ...) in rounds, so drift on a shared machine hits both
-alike. Printed: the median milliseconds per step of each and their ratio
-(ours / tfp.vi), plus, on the decoder target, our DOUBLY_REPARAMETERIZED (with
+alike. Printed: the median milliseconds per step of each, their ratio (ours /
+tfp.vi) and each one's compile time (the first call), plus, on the decoder target, our DOUBLY_REPARAMETERIZED (with
 its correct model gradient) against our REPARAMETERIZATION.
 
     python benchmarks/speed_vs_tfp.py [--rounds 15] [--steps 10]
@@ -37,8 +37,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    print("| problem | S | K | estimator | ours ms | tfp.vi ms | ours/tfp |")
-    print("|---|---|---|---|---|---|---|")
+    print(timing.HEADER)
     rows = timing.run(
         args.rounds,
         args.steps,

@@ -1,4 +1,4 @@
-"""gradient_moments: vectorized draws equal a plain loop; tables; bad input."""
+"""gradient_moments: streamed chunks equal a plain loop; tables; bad input."""
 
 import numpy as np
 import pytest
@@ -35,9 +35,6 @@ def test_moments_equal_those_of_a_plain_loop(estimator):
             seed=seed,
         )
 
-    moments = tf.function(
-        lambda: diagnostics.gradient_moments(loss, [loc], 50, (4, 2))
-    )()
     seeds = tfp.random.split_seed((4, 2), n=50)
     draws = []
     for s in seeds:
@@ -45,11 +42,34 @@ def test_moments_equal_those_of_a_plain_loop(estimator):
             value = loss(s)
         draws.append(tape.gradient(value, loc).numpy())
     draws = np.array(draws)
-    np.testing.assert_allclose(moments.mean[0], draws.mean(0), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(moments.variance[0], draws.var(0, ddof=1), rtol=1e-4)
-    np.testing.assert_allclose(
-        moments.snr[0], np.abs(draws.mean(0)) / draws.std(0, ddof=1), rtol=1e-4
+    # One chunk of all 50 draws (inside tf.function), and 7 chunks of 7 plus a
+    # chunk of 1 (eagerly): the same per-draw seeds, so the same moments.
+    one_chunk = tf.function(
+        lambda: diagnostics.gradient_moments(loss, [loc], 50, (4, 2))
+    )()
+    streamed = diagnostics.gradient_moments(loss, [loc], 50, (4, 2), chunk_size=7)
+    for moments in (one_chunk, streamed):
+        np.testing.assert_allclose(moments.mean[0], draws.mean(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(moments.variance[0], draws.var(0, ddof=1), rtol=1e-4)
+        np.testing.assert_allclose(
+            moments.snr[0], np.abs(draws.mean(0)) / draws.std(0, ddof=1), rtol=1e-4
+        )
+
+
+@pytest.mark.parametrize("sizes", [(1, 99), (40, 60), (99, 1), (50, 50)])
+def test_merged_moments_equal_the_moments_of_all_draws(sizes):
+    rng = np.random.default_rng(3)
+    # Large mean, small spread: naive sums of squares would lose digits here.
+    draws = 1e4 + rng.normal(size=(sum(sizes), 3))
+    first, second = draws[: sizes[0]], draws[sizes[0] :]
+    merged = diagnostics.merge_moments(
+        diagnostics.moments_of_draws(first), diagnostics.moments_of_draws(second)
     )
+    assert float(merged.count) == len(draws)
+    np.testing.assert_allclose(merged.mean, draws.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(merged.variance, draws.var(0, ddof=1), rtol=1e-9)
+    direct = diagnostics.moments_of_draws(draws.T, axis=1)
+    np.testing.assert_allclose(direct.m2, merged.m2, rtol=1e-9)
 
 
 def test_compare_estimators_table_shows_path_derivative_advantage():
@@ -104,6 +124,9 @@ def test_compare_estimators_table_shows_path_derivative_advantage():
         (dict(num_draws=1), ValueError, "num_draws"),
         (dict(num_draws=10.0), TypeError, "num_draws"),
         (dict(seed="x"), TypeError, "seed"),
+        (dict(chunk_size=0), ValueError, "chunk_size"),
+        (dict(chunk_size=2.5), TypeError, "chunk_size"),
+        (dict(name=3), TypeError, "name"),
     ],
 )
 @mode_parameter
@@ -144,6 +167,7 @@ def test_bad_arguments(kwargs, error, match, mode):
         (dict(sample_size=0), ValueError, "sample_size"),
         (dict(sampel_size=4), TypeError, "sampel_size"),
         (dict(loss_fn=3), TypeError, "loss_fn"),
+        (dict(chunk_size=-1), ValueError, "chunk_size"),
     ],
 )
 @mode_parameter

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tfp_vi_estimators.report import cli, run
+from tfp_vi_estimators.report import cli, document, run
 from tfp_vi_estimators.report.section import Section
 
 SECTION_NAMES = [s.name for s in run.SECTIONS]
@@ -29,6 +29,14 @@ def test_tiny_report_writes_markdown_json_and_plots(tiny_report):
     assert "![KL against steps](stl_fig1.png)" in markdown
     assert "![SNR against K](snr_vs_k.png)" in markdown
     assert on_disk["meta"]["preset"] == "tiny"
+    assert on_disk["sections"]["speed"]["plots"] == ["speed.png"]
+    assert "![log-log growth of cost](speed.png)" in markdown
+    # The footer: the process's peak resident memory and CPU time.
+    meta = on_disk["meta"]
+    assert meta["peak_rss_mb"] > 0 and meta["cpu_seconds"] > 0
+    assert markdown.rstrip().endswith(document.footer(meta))
+    peaks = [s["peak_rss_mb_so_far"] for s in on_disk["sections"].values()]
+    assert peaks == sorted(peaks) and peaks[-1] <= meta["peak_rss_mb"]
 
 
 def test_progress_lines_and_summary(tmp_path, capsys):
@@ -37,6 +45,7 @@ def test_progress_lines_and_summary(tmp_path, capsys):
     assert "] bias: start" in printed
     assert "] bias: done in" in printed
     assert "| bias | largest abs z" in printed
+    assert "Peak resident memory:" in printed
     report = json.loads((tmp_path / "report.json").read_text())
     assert list(report["sections"]) == ["bias"]
 

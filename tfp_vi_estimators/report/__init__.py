@@ -9,11 +9,12 @@ Sections, in order (`SECTIONS` in `tfp_vi_estimators.report.run`):
 - `variance`: gradient variance and SNR of every estimator and option.
 - `bias`: our DOUBLY_REPARAMETERIZED and tfp.vi's against the total
   derivative, in standard errors.
-- `speed`: step time against tfp.vi (the timing harness of `timing`).
+- `speed`: step and compile time against tfp.vi (the timing harness of
+  `timing`) and how cost grows (`scaling`).
 
 Each section module computes its numbers (`compute(settings)`, a frozen
-dataclass), renders them (`render`, `summarize`) and, for the first two, plots
-them (`plot`); see `report.section`. The rest of the package:
+dataclass), renders them (`render`, `summarize`) and, for `stl_fig1`,
+`snr_vs_k` and `speed`, plots them (`plot`); see `report.section`. The rest of the package:
 
 - `settings`: `Settings` and the `PRESETS` full, quick and tiny;
 - `run`: runs the sections and writes the report (`run_report`);
@@ -22,6 +23,9 @@ them (`plot`); see `report.section`. The rest of the package:
 - `figures`: matplotlib helpers (the only module that imports it);
 - `progress`: the progress printer;
 - `timing`: the speed harness, shared with `benchmarks/speed_vs_tfp.py`;
+- `scaling`: the growth sweeps of the speed section and their plot, shared
+  with `benchmarks/performance_table.py`;
+- `memory`: peak resident memory and CPU time, for the report's footer;
 - `cli`: the command line.
 """
 

@@ -16,9 +16,11 @@ estimator gives |z| of a few at most; `tfp.vi`'s decoder gradient at K > 1
 (squared weights) and its phi gradient for discrepancies other than
 `kl_reverse` (a dropped `f''` term) give large |z|.
 
-All draws come from one vectorized call: the parameters are batch-shaped
-`[N]`, each batch member has its own copy and its own sample, so the gradient
-with respect to member n is draw n's estimate.
+The draws are vectorized in chunks of `bias_chunk_size`: the parameters are
+batch-shaped `[chunk]`, each batch member has its own copy and its own
+sample, so the gradient with respect to member n is draw n's estimate. Each
+chunk is reduced to running moments (`diagnostics.merge_moments`) before the
+next is drawn, so memory does not grow with the number of draws.
 """
 
 import dataclasses
@@ -29,6 +31,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators import csiszar
+from tfp_vi_estimators.diagnostics import (
+    RunningMoments,
+    merge_moments,
+    moments_of_draws,
+)
 from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
 from tfp_vi_estimators.problems import LIKELIHOOD_SCALE, X_OBSERVED, DecoderProblem
 from tfp_vi_estimators.report.formatting import fmt, markdown_table
@@ -47,6 +54,9 @@ DISCREPANCIES = {
 PARAMETERS = dict(loc=0.2, scale=0.6, theta=1.3)
 VARIABLES = ("m", "log_s", "theta")
 IMPLEMENTATIONS = ("REPARAMETERIZATION", "DOUBLY_REPARAMETERIZED", "tfp.vi")
+# What is accumulated per variable, in this order: the three implementations'
+# draws and the two paired differences from the reference.
+STREAMS = ("reference", "ours", "tfp", "ours - reference", "tfp - reference")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +80,7 @@ class BiasResult:
 
 
 def per_draw_gradients(problem, implementation, k, discrepancy_fn, seed):
-    """`[num_draws]` gradient draws per variable of one implementation."""
+    """`[batch]` gradient draws per variable of one implementation."""
     kwargs = dict(
         sample_size=1,
         importance_sample_size=k,
@@ -91,56 +101,90 @@ def per_draw_gradients(problem, implementation, k, discrepancy_fn, seed):
         loss = tf.reduce_sum(
             loss_fn(problem.target_log_prob, problem.surrogate, **kwargs)
         )
-    return [g.numpy() for g in tape.gradient(loss, problem.variables)]
+    return tape.gradient(loss, problem.variables)
 
 
-def z_score(differences):
-    """mean / standard error; 0 for identical draws."""
-    se = differences.std(ddof=1) / np.sqrt(differences.size)
-    mean = differences.mean()
+def z_score(moments):
+    """mean / standard error of `RunningMoments`; 0 for identical draws."""
+    mean = float(moments.mean)
+    se = float(np.sqrt(moments.variance / moments.count))
     if se == 0.0:
         return 0.0 if mean == 0.0 else float(np.sign(mean) * np.inf)
-    return float(mean / se)
+    return mean / se
 
 
-def compare_draws(reference, ours, theirs):
-    """Means, z-scores and sd ratio of one variable's paired gradient draws."""
-    ref_sd = reference.std(ddof=1)
+def chunk_moments(gradients, kept):
+    """Per variable, `RunningMoments` of the `STREAMS` of one chunk's draws.
+
+    `gradients[impl][i]` is variable i's `[chunk]` draws of an implementation;
+    only the first `kept` draws are counted.
+    """
+    moments = []
+    for i in range(len(VARIABLES)):
+        reference, ours, theirs = (
+            gradients[impl][i][:kept] for impl in IMPLEMENTATIONS
+        )
+        streams = tf.stack(
+            [reference, ours, theirs, ours - reference, theirs - reference]
+        )
+        moments.append(moments_of_draws(streams, axis=1))
+    return moments
+
+
+def compare_moments(moments):
+    """Means, z-scores and sd ratio of one variable from its streams' moments."""
+    by = {
+        name: RunningMoments(moments.count, moments.mean[j], moments.m2[j])
+        for j, name in enumerate(STREAMS)
+    }
+    ref_variance = float(by["reference"].variance)
     return dict(
-        reference_mean=float(reference.mean()),
-        reference_se=float(ref_sd / np.sqrt(reference.size)),
-        ours_mean=float(ours.mean()),
-        tfp_mean=float(theirs.mean()),
-        z_ours=z_score(ours - reference),
-        z_tfp=z_score(theirs - reference),
-        sd_ratio_ours=float(ours.std(ddof=1) / ref_sd) if ref_sd > 0 else float("nan"),
+        reference_mean=float(by["reference"].mean),
+        reference_se=float(np.sqrt(ref_variance / float(moments.count))),
+        ours_mean=float(by["ours"].mean),
+        tfp_mean=float(by["tfp"].mean),
+        z_ours=z_score(by["ours - reference"]),
+        z_tfp=z_score(by["tfp - reference"]),
+        sd_ratio_ours=float(np.sqrt(by["ours"].variance / ref_variance))
+        if ref_variance > 0
+        else float("nan"),
     )
 
 
-def measure_case(problem, d_name, k, seed):
-    """One row per variable for one discrepancy and K, all on the same draws."""
-    grads = {
-        impl: per_draw_gradients(problem, impl, k, DISCREPANCIES[d_name], seed)
-        for impl in IMPLEMENTATIONS
-    }
-    return [
-        dict(
-            discrepancy=d_name,
-            K=k,
-            variable=var,
-            **compare_draws(*(grads[impl][i] for impl in IMPLEMENTATIONS)),
+def measure_case(problem, d_name, k, num_draws, seed):
+    """One row per variable for one discrepancy and K, all on the same draws.
+
+    The draws come in chunks of the problem's batch size, one seed per chunk.
+    """
+    chunk = int(problem.loc.shape[0])
+    num_chunks = -(-num_draws // chunk)
+    totals = None
+    for c, chunk_seed in enumerate(tfp.random.split_seed(seed, n=num_chunks)):
+        gradients = {
+            impl: per_draw_gradients(
+                problem, impl, k, DISCREPANCIES[d_name], chunk_seed
+            )
+            for impl in IMPLEMENTATIONS
+        }
+        moments = chunk_moments(gradients, min(chunk, num_draws - c * chunk))
+        totals = (
+            moments if totals is None else list(map(merge_moments, totals, moments))
         )
-        for i, var in enumerate(VARIABLES)
+    return [
+        dict(discrepancy=d_name, K=k, variable=var, **compare_moments(m))
+        for var, m in zip(VARIABLES, totals, strict=True)
     ]
 
 
 def compute(settings, progress=silent):
     """z-scores of ours and tfp.vi's DReG for every discrepancy and K."""
-    problem = DecoderProblem(settings.bias_draws, **PARAMETERS)
+    chunk = min(settings.bias_chunk_size, settings.bias_draws)
+    problem = DecoderProblem(chunk, **PARAMETERS)
     rows = []
     for d_name in DISCREPANCIES:
         for k in settings.bias_ks:
-            case = measure_case(problem, d_name, k, seed=(settings.seed + 7, 11 + k))
+            seed = (settings.seed + 7, 11 + k)
+            case = measure_case(problem, d_name, k, settings.bias_draws, seed)
             rows += case
             progress(
                 f"{d_name} K={k}: largest abs z ours "

@@ -12,11 +12,17 @@ import sys
 
 from tfp_vi_estimators.report.formatting import to_jsonable
 
-__all__ = ["report_dict", "report_markdown", "summary_table"]
+__all__ = ["footer", "report_dict", "report_markdown", "summary_table"]
 
 
-def report_dict(settings, results, total_seconds, command=None):
-    """What report.json holds: run metadata and every section's numbers."""
+def report_dict(
+    settings, results, total_seconds, command=None, usages=None, final_usage=None
+):
+    """What report.json holds: run metadata and every section's numbers.
+
+    `usages` (`{name: memory.Usage}` after each section) and `final_usage`
+    (a `memory.Usage` at the end) add the peak resident memory and CPU time.
+    """
     import tensorflow as tf
     import tensorflow_probability as tfp
 
@@ -32,6 +38,13 @@ def report_dict(settings, results, total_seconds, command=None):
         platform=platform.platform(),
         cpus=os.cpu_count(),
     )
+    if final_usage is not None:
+        meta.update(
+            peak_rss_mb=final_usage.peak_rss_mb,
+            children_peak_rss_mb=final_usage.children_peak_rss_mb,
+            cpu_seconds=final_usage.cpu_seconds,
+        )
+    usages = usages or {}
     sections = {
         name: dict(
             title=r.title,
@@ -40,23 +53,53 @@ def report_dict(settings, results, total_seconds, command=None):
             plots=r.plots,
             summary=[list(s) for s in r.summary],
             data=r.data,
+            **_usage_fields(usages.get(name)),
         )
         for name, (r, seconds) in results.items()
     }
     return to_jsonable(dict(meta=meta, sections=sections))
 
 
-def summary_table(results):
-    """A Markdown table: each section's summary lines and seconds."""
-    lines = ["| section | result | seconds |", "|---|---|---|"]
+def _usage_fields(usage):
+    """A section's memory fields in report.json (none if not measured)."""
+    if usage is None:
+        return {}
+    return dict(peak_rss_mb_so_far=usage.peak_rss_mb, rss_mb_after=usage.current_rss_mb)
+
+
+def summary_table(results, peaks=None):
+    """A Markdown table: each section's summary lines, seconds and peak memory.
+
+    `peaks` is `{name: MB}`, the process's peak resident memory after each
+    section; it never falls, so a section that raises it is one that needed it.
+    """
+    peaks = peaks or {}
+    lines = [
+        "| section | result | seconds | peak resident MB so far |",
+        "|---|---|---|---|",
+    ]
     for name, (result, seconds) in results.items():
         summary = result.summary or [(result.status, "")]
+        peak = f"{peaks[name]:.0f}" if peaks.get(name) is not None else "-"
         for i, (label, text) in enumerate(summary):
+            first = i == 0
             lines.append(
-                f"| {name if i == 0 else ''} | {label}: {text} | "
-                f"{f'{seconds:.0f}' if i == 0 else ''} |"
+                f"| {name if first else ''} | {label}: {text} | "
+                f"{f'{seconds:.0f}' if first else ''} | {peak if first else ''} |"
             )
     return "\n".join(lines)
+
+
+def footer(meta):
+    """The line that ends the report: peak resident memory, wall and CPU time."""
+    if meta.get("peak_rss_mb") is None:
+        return ""
+    return (
+        f"Peak resident memory: {meta['peak_rss_mb']:.0f} MB (this process; "
+        f"largest child process {meta['children_peak_rss_mb']:.0f} MB). Wall "
+        f"time {meta['total_seconds']:.0f} s, CPU time {meta['cpu_seconds']:.0f} s "
+        f"on {meta['cpus']} CPU(s)."
+    )
 
 
 def report_markdown(report, results):
@@ -73,7 +116,10 @@ def report_markdown(report, results):
         "",
         "## Summary",
         "",
-        summary_table(results),
+        summary_table(
+            results,
+            {n: s.get("peak_rss_mb_so_far") for n, s in report["sections"].items()},
+        ),
     ]
     for name, (result, seconds) in results.items():
         parts += [
@@ -84,4 +130,5 @@ def report_markdown(report, results):
             "",
             result.markdown,
         ]
+    parts += ["", "---", "", footer(meta)]
     return "\n".join(parts) + "\n"

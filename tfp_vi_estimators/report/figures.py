@@ -4,7 +4,7 @@ The only module of the package that imports matplotlib, and only when a plot
 is drawn, so that computing and rendering a report section needs none.
 """
 
-__all__ = ["new_figure", "save_figure"]
+__all__ = ["log_log", "new_figure", "save_figure"]
 
 
 def new_figure(ncols=1, width=6.0, height=4.0):
@@ -22,3 +22,13 @@ def save_figure(figure, path):
 
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=110, bbox_inches="tight")
+
+
+def log_log(ax):
+    """Log scales on both axes of `ax`, labels on the major ticks only."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.grid(True, which="major", alpha=0.3)

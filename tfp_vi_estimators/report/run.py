@@ -6,8 +6,16 @@ import pathlib
 import traceback
 import warnings
 
-from tfp_vi_estimators.report import bias, snr_vs_k, speed, stl_fig1, variance
+from tfp_vi_estimators.report import (
+    bias,
+    memory,
+    snr_vs_k,
+    speed,
+    stl_fig1,
+    variance,
+)
 from tfp_vi_estimators.report.document import (
+    footer,
     report_dict,
     report_markdown,
     summary_table,
@@ -61,10 +69,13 @@ def _failed_section(section, error):
 
 
 def _run_sections(chosen, settings, out_dir, progress):
-    """`{name: (SectionResult, seconds)}`; a failing section does not stop the rest."""
+    """`{name: (SectionResult, seconds)}` and `{name: memory.Usage}` after each.
+
+    A failing section does not stop the rest.
+    """
     import tensorflow as tf
 
-    results = {}
+    results, usages = {}, {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tf.get_logger().setLevel("ERROR")
@@ -79,9 +90,13 @@ def _run_sections(chosen, settings, out_dir, progress):
                 result = _failed_section(section, error)
             seconds = progress.elapsed() - start
             results[section.name] = (result, seconds)
-            progress(f"done in {seconds:.1f} s")
+            usages[section.name] = memory.usage()
+            progress(
+                f"done in {seconds:.1f} s; peak resident so far "
+                f"{usages[section.name].peak_rss_mb:.0f} MB"
+            )
     progress.section = ""
-    return results
+    return results, usages
 
 
 def run_report(settings, out_dir, sections=None, command=None, stream=None):
@@ -105,15 +120,17 @@ def run_report(settings, out_dir, sections=None, command=None, stream=None):
     progress(
         f"report ({settings.name}): {', '.join(s.name for s in chosen)} -> {out_dir}"
     )
-    results = _run_sections(chosen, settings, out_dir, progress)
+    results, usages = _run_sections(chosen, settings, out_dir, progress)
     total = progress.elapsed()
-    report = report_dict(settings, results, total, command)
+    report = report_dict(settings, results, total, command, usages, memory.usage())
     (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     (out_dir / "report.md").write_text(report_markdown(report, results))
-    print("\n" + summary_table(results), flush=True, file=stream)
+    peaks = {name: u.peak_rss_mb for name, u in usages.items()}
+    print("\n" + summary_table(results, peaks), flush=True, file=stream)
     print(
         f"\nwrote {out_dir / 'report.md'}, report.json and "
-        f"{sum(len(r.plots) for r, _ in results.values())} plot(s) in {total:.0f} s",
+        f"{sum(len(r.plots) for r, _ in results.values())} plot(s) in {total:.0f} s"
+        f"\n{footer(report['meta'])}",
         flush=True,
         file=stream,
     )

@@ -15,6 +15,9 @@ class Settings:
 
     name: str = "full"
     seed: int = 0
+    # Gradient draws vectorized at once by the diagnostics (`snr_vs_k`,
+    # `variance`); memory grows with it, not with the number of draws.
+    gradient_chunk_size: int = 64
     # Roeder et al. Fig. 1: dimension, SGD steps and rate, KL recorded every
     # `fig1_record_every` steps (one compiled loop per record); an Adam run
     # with `fig1_adam_steps` > 0 shows what an adaptive optimizer does.
@@ -33,13 +36,21 @@ class Settings:
     # Variance table (None: every configuration of every problem).
     variance_draws: int = 5000
     variance_max_configs: int | None = None
-    # Bias table: paired per-draw differences.
+    # Bias table: paired per-draw differences, `bias_chunk_size` draws at once.
     bias_draws: int = 200_000
     bias_ks: tuple = (1, 4)
-    # Speed table: rounds x steps per configuration; `None` configs: all.
+    bias_chunk_size: int = 16_384
+    # Speed table: rounds x steps per configuration; `None` configs: all,
+    # `None` estimators: every `GradientEstimators` member (by name otherwise).
     speed_rounds: int = 15
     speed_steps: int = 10
     speed_max_configs: int | None = None
+    speed_estimators: tuple | None = None
+    # Growth: step time against sample_size and dimension, diagnostics memory
+    # against the number of draws (`report.scaling`).
+    speed_sample_sizes: tuple = (16, 64, 256, 1024)
+    speed_dims: tuple = (10, 40, 160)
+    speed_memory_draws: tuple = (256, 1024, 4096)
 
 
 _FULL = Settings()
@@ -64,7 +75,16 @@ _SMALLER = {
     "bias_ks": (_FULL, (1, 2)),
     "speed_rounds": (2, 1),
     "speed_steps": (5, 1),
-    "speed_max_configs": (_FULL, 1),
+    "speed_max_configs": (2, 1),
+    # quick: SCORE_FUNCTION costs as REPARAMETERIZATION does here, and its
+    # two XLA compilations a row are a quarter of the section's time.
+    "speed_estimators": (
+        ("REPARAMETERIZATION", "DOUBLY_REPARAMETERIZED", "VIMCO"),
+        ("DOUBLY_REPARAMETERIZED",),
+    ),
+    "speed_sample_sizes": ((16, 256), (4,)),
+    "speed_dims": ((10, 80), (2,)),
+    "speed_memory_draws": ((256, 2048), (8,)),
 }
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators.diagnostics import gradient_moments
+from tfp_vi_estimators.diagnostics import DEFAULT_CHUNK_SIZE, gradient_moments
 from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
 from tfp_vi_estimators.report import figures
 from tfp_vi_estimators.report.formatting import fmt, markdown_table
@@ -135,8 +135,13 @@ def fit_slope(ks, snrs, floor=0.0):
     return float(np.polyfit(np.log(ks[keep]), np.log(snrs[keep]), 1)[0])
 
 
-def measure_point(model, label, estimator, k, num_draws, seed):
-    """SNR and variance of each parameter group for one estimator and K."""
+def measure_point(
+    model, label, estimator, k, num_draws, seed, chunk_size=DEFAULT_CHUNK_SIZE
+):
+    """SNR and variance of each parameter group for one estimator and K.
+
+    The gradient draws stream through `gradient_moments` `chunk_size` at a time.
+    """
 
     def loss(loss_seed):
         return monte_carlo_variational_loss(
@@ -147,9 +152,9 @@ def measure_point(model, label, estimator, k, num_draws, seed):
             seed=loss_seed,
         )
 
-    moments = tf.function(
-        lambda: gradient_moments(loss, model.variables, num_draws, seed=seed)
-    )()
+    moments = gradient_moments(
+        loss, model.variables, num_draws, seed=seed, chunk_size=chunk_size
+    )
     point = dict(estimator=estimator.name, label=label, K=k)
     for group, m, v, snr in zip(
         model.groups, moments.mean, moments.variance, moments.snr, strict=True
@@ -168,7 +173,13 @@ def measure_points(settings, model, progress):
             if estimator == GE.VIMCO and k < 2:
                 continue
             point = measure_point(
-                model, label, estimator, k, settings.snr_draws, (settings.seed, 17)
+                model,
+                label,
+                estimator,
+                k,
+                settings.snr_draws,
+                (settings.seed, 17),
+                settings.gradient_chunk_size,
             )
             points.append(point)
             progress(

@@ -22,7 +22,13 @@ from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
 from tfp_vi_estimators.stopped_surrogate import stopped_copy
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
-__all__ = ["CONFIGURATIONS", "format_row", "run", "time_configuration"]
+__all__ = [
+    "CONFIGURATIONS",
+    "HEADER",
+    "format_row",
+    "run",
+    "time_configuration",
+]
 
 # (problem builder, sample_size, importance_sample_size), in the table's order.
 CONFIGURATIONS = [
@@ -87,14 +93,23 @@ def supported_by_tfp(estimator, k):
 
 
 def time_configuration(problem, estimator, sample_size, k, rounds, steps):
-    """One row: median ms per step of ours and of tfp.vi's, and their ratio."""
+    """One row: median ms per step and compile seconds of ours and tfp.vi's.
+
+    The compile time is that of the first call (tracing, XLA compilation and
+    one step); the ratio is that of the median step times.
+    """
     ours = make_step(problem, "ours", estimator, sample_size, k)
     theirs = None
     if supported_by_tfp(estimator, k):
         theirs = make_step(problem, "tfp.vi", estimator, sample_size, k)
+    # The first call traces and XLA-compiles: its time is the compile time.
+    compile_s = [
+        None if step is None else time_steps(step, 1, 0) / 1e3
+        for step in (ours, theirs)
+    ]
     for step in (ours, theirs):
         if step is not None:
-            time_steps(step, WARM_UP_STEPS, 0)  # compile and warm up
+            time_steps(step, WARM_UP_STEPS, 1)  # warm up
     ours_ms, theirs_ms = [], []
     for r in range(rounds):
         ours_ms.append(time_steps(ours, steps, r * steps))
@@ -107,6 +122,8 @@ def time_configuration(problem, estimator, sample_size, k, rounds, steps):
         estimator=estimator.name,
         ours_ms=float(np.median(ours_ms)),
         tfp_ms=float(np.median(theirs_ms)) if theirs_ms else None,
+        ours_compile_s=compile_s[0],
+        tfp_compile_s=compile_s[1],
     )
     row["ratio"] = row["ours_ms"] / row["tfp_ms"] if row["tfp_ms"] else None
     return row
@@ -125,7 +142,8 @@ def run(rounds, steps, max_configs=None, estimators=tuple(GE), on_row=None):
 
     Returns:
       A list of dicts: `problem`, `S`, `K`, `estimator`, `ours_ms`, `tfp_ms`
-      (None where tfp.vi refuses), `ratio` (None likewise).
+      (None where tfp.vi refuses), `ours_compile_s`, `tfp_compile_s` (None
+      likewise), `ratio` (None likewise).
     """
     rows = []
     for make_problem, sample_size, k in CONFIGURATIONS[:max_configs]:
@@ -140,11 +158,21 @@ def run(rounds, steps, max_configs=None, estimators=tuple(GE), on_row=None):
     return rows
 
 
+HEADER = (
+    "| problem | S | K | estimator | ours ms | tfp.vi ms | ours/tfp | "
+    "ours compile s | tfp.vi compile s |\n|---|---|---|---|---|---|---|---|---|"
+)
+
+
 def format_row(row):
-    """A Markdown table row: problem, S, K, estimator, both ms and the ratio."""
+    """A Markdown table row (columns of `HEADER`): both ms, ratio, compile s."""
     tfp_ms = f"{row['tfp_ms']:.2f}" if row["tfp_ms"] else "refused"
     ratio = f"{row['ratio']:.2f}" if row["ratio"] else "-"
+    compiles = [
+        f"{row[key]:.1f}" if row.get(key) is not None else "-"
+        for key in ("ours_compile_s", "tfp_compile_s")
+    ]
     return (
         f"| {row['problem']} | {row['S']} | {row['K']} | {row['estimator']} | "
-        f"{row['ours_ms']:.2f} | {tfp_ms} | {ratio} |"
+        f"{row['ours_ms']:.2f} | {tfp_ms} | {ratio} | {compiles[0]} | {compiles[1]} |"
     )

@@ -13,7 +13,11 @@ parameter group: total gradient variance (summed over elements) and mean SNR
 import dataclasses
 
 from tfp_vi_estimators import estimators, problems
-from tfp_vi_estimators.diagnostics import compare_estimators, format_table
+from tfp_vi_estimators.diagnostics import (
+    DEFAULT_CHUNK_SIZE,
+    compare_estimators,
+    format_table,
+)
 from tfp_vi_estimators.estimator_choice import GradientEstimators as GE
 from tfp_vi_estimators.report.formatting import fmt
 from tfp_vi_estimators.report.progress import silent
@@ -86,7 +90,9 @@ def configurations():
     ]
 
 
-def problem_rows(problem, configs, num_draws, seed, progress=silent):
+def problem_rows(
+    problem, configs, num_draws, seed, progress=silent, chunk_size=DEFAULT_CHUNK_SIZE
+):
     """`compare_estimators` rows of every configuration of one problem."""
     rows = []
     for label, (estimator, sample_size, k) in configs.items():
@@ -100,12 +106,19 @@ def problem_rows(problem, configs, num_draws, seed, progress=silent):
             variables=problem.variables,
             sample_size=sample_size,
             importance_sample_size=k,
+            chunk_size=chunk_size,
         ):
             rows.append(dict(problem=problem.name, **row))
     return rows
 
 
-def variance_tables(num_draws, seed=(20, 26), max_configs=None, progress=silent):
+def variance_tables(
+    num_draws,
+    seed=(20, 26),
+    max_configs=None,
+    progress=silent,
+    chunk_size=DEFAULT_CHUNK_SIZE,
+):
     """`[(problem, rows)]`: `compare_estimators` rows for every configuration.
 
     Args:
@@ -114,6 +127,7 @@ def variance_tables(num_draws, seed=(20, 26), max_configs=None, progress=silent)
       max_configs: if set, only the first `max_configs` configurations of each
         problem (for quick tests).
       progress: callable taking a progress message.
+      chunk_size: gradient draws computed at once (`compare_estimators`).
 
     Returns:
       A list of `(problem, rows)`; each row is a dict with `problem`,
@@ -122,7 +136,7 @@ def variance_tables(num_draws, seed=(20, 26), max_configs=None, progress=silent)
     tables = []
     for problem, configs in configurations():
         chosen = dict(list(configs.items())[:max_configs])
-        rows = problem_rows(problem, chosen, num_draws, seed, progress)
+        rows = problem_rows(problem, chosen, num_draws, seed, progress, chunk_size)
         tables.append((problem, rows))
     return tables
 
@@ -134,6 +148,7 @@ def compute(settings, progress=silent):
         seed=(20 + settings.seed, 26),
         max_configs=settings.variance_max_configs,
         progress=progress,
+        chunk_size=settings.gradient_chunk_size,
     )
     return VarianceResult(
         num_draws=settings.variance_draws,
