@@ -435,20 +435,26 @@ def test_vae_example_runs_a_few_steps():
     assert results["test_negative_bound"] < results["test_loss"] + 50
 
 
-def test_float32_target_wrapper_keeps_the_seed_signature():
-    # The loss passes `seed=` only to targets that take it; the wrapper that
-    # casts a 16-bit target to float32 must not hide the signature.
+def test_float32_target_wrapper_takes_the_seed_as_the_target_does():
+    # The loss calls the target with `seed=` first and without it if that
+    # raises; the wrapper that casts a 16-bit target to float32 must pass the
+    # seed through to a target that takes it and fail as one that does not.
     from tfp_vi_estimators.keras_models import _float32_log_prob
-    from tfp_vi_estimators.targets import _accepts_seed
+    from tfp_vi_estimators.targets import call_target
+
+    seen = []
 
     def seeded(z, seed=None):
+        seen.append(seed)
         return z
 
-    # The wrapper answers as the target it wraps, whatever the answer.
-    for target in (_TARGET.log_prob, seeded, lambda z: z):
-        assert _accepts_seed(_float32_log_prob(target)) is _accepts_seed(target)
-    assert _accepts_seed(_float32_log_prob(seeded)) is True
-    assert _accepts_seed(_float32_log_prob(lambda z: z)) is False
+    seed = tf.constant([1, 2])
+    call_target(_float32_log_prob(seeded), tf.constant([1.0]), seed)
+    assert seen == [seed]
+    unseeded = call_target(
+        _float32_log_prob(lambda z: 2.0 * z), tf.constant([1.5]), seed
+    )
+    assert float(unseeded[0]) == 3.0
     half = _float32_log_prob(lambda z: tf.cast(z, tf.float16))
     assert half(tf.constant([1.5])).dtype == tf.float32
 

@@ -11,6 +11,7 @@ import importlib
 from tensorflow_probability import vi as _tfp_vi
 
 from tfp_vi_estimators import estimators
+from tfp_vi_estimators._internal.autograph import exempt_from_autograph
 from tfp_vi_estimators.analytic import elbo_with_analytic_entropy, elbo_with_analytic_kl
 from tfp_vi_estimators.csiszar import (
     amari_alpha,
@@ -49,6 +50,11 @@ from tfp_vi_estimators.quasi_monte_carlo import QuasiMonteCarlo
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
 __version__ = "0.1.0"
+
+# Not converted by autograph, as TFP and Keras are not: the package is graph
+# code, and a user's target called through it is then treated as tfp.vi
+# treats it (see _internal/autograph.py).
+exempt_from_autograph(__name__)
 
 # `tfp.vi`'s mutual-information bounds (Barber-Agakov, InfoNCE, Jensen-Shannon,
 # Nguyen-Wainwright-Jordan): TFP's own module, as the Csiszar functions are.

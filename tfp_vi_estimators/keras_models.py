@@ -686,7 +686,7 @@ def _in_float32(distribution, argument):
 
 
 def _float32_log_prob(target_log_prob_fn):
-    # `wraps` keeps the signature, so the loss still sees whether it takes `seed`.
+    # `wraps` keeps the name and signature that error messages show.
     @functools.wraps(target_log_prob_fn)
     def target_in_float32(*args, **kwargs):
         return tf.nest.map_structure(_to_float32, target_log_prob_fn(*args, **kwargs))

@@ -1,7 +1,6 @@
 """Calling the user's `target_log_prob_fn` as `tfp.vi` calls it, and checking its output."""
 
 import functools
-import inspect
 import traceback
 
 import tensorflow as tf
@@ -19,14 +18,12 @@ def call_target(target_log_prob_fn, samples, seed):
     a namedtuple included, as one argument, except the `StructTuple` samples
     of `JointDistributionCoroutine`, which are spread). The target is called
     with `seed=` first and, if that raises, without it; if both raise, a
-    `RuntimeError` quotes both errors, as `tfp.vi`'s does. A signature that
-    can take no `seed` (no such parameter, no `**kwargs`) is called without it
-    straight away: the call with the seed would fail before running any code,
-    so the outcome is the same.
+    `RuntimeError` quotes both errors, as `tfp.vi`'s does. There is no
+    shortcut for a signature that cannot take a seed: the call with the seed
+    then fails while binding its arguments, before any op, and the error of a
+    target that also fails without it must be `tfp.vi`'s `RuntimeError`.
     """
     call = functools.partial(call_with_structure, args=samples)
-    if _accepts_seed(target_log_prob_fn) is False:
-        return call(target_log_prob_fn)
     try:
         return call(functools.partial(target_log_prob_fn, seed=seed))
     except Exception as error:  # noqa: BLE001 - tfp.vi's detection, exactly
@@ -98,21 +95,3 @@ def _traceback(error):
     return "".join(
         traceback.format_exception(None, value=error, tb=error.__traceback__)
     )
-
-
-def _accepts_seed(fn):
-    """False if `fn`'s signature can take no `seed`; True if it names one;
-    None when it cannot tell (`**kwargs`, or no signature)."""
-    try:
-        parameters = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return None
-    seed = parameters.get("seed")
-    if seed is not None and seed.kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        inspect.Parameter.KEYWORD_ONLY,
-    ):
-        return True
-    if any(p.kind == inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return None
-    return False
