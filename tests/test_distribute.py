@@ -24,6 +24,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPS32 = float(np.finfo(np.float32).eps)
 
+# One subprocess with two logical CPUs for the module: with the slow tests.
+pytestmark = pytest.mark.slow
+
 _SCRIPT = r"""
 import json, sys
 import tensorflow as tf

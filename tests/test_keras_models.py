@@ -412,6 +412,7 @@ def test_mixed_float16_surrogate_that_cannot_be_cast_is_a_clear_error(mixed_floa
         model.variational_loss(tf.constant([1.0, 2.0]), tf.constant([1, 2]))
 
 
+@pytest.mark.slow  # a subprocess running the example
 def test_vae_example_runs_a_few_steps():
     spec = importlib.util.spec_from_file_location(
         "vae_mnist", os.path.join(REPO, "examples", "vae_mnist.py")

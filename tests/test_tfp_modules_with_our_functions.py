@@ -94,6 +94,8 @@ def _local_level_model():
     return tfp.sts.LocalLevel(observed_time_series=_OBSERVED)
 
 
+# About a minute: HMC on top of the fit; runs with the slow tests.
+@pytest.mark.slow
 def test_sts_fit_with_hmc_runs_our_fit_surrogate_posterior(monkeypatch):
     # `fit_with_hmc` initializes HMC from a variational fit: the surrogate's
     # standard deviations become the step sizes and, when `initial_state` is

@@ -242,6 +242,7 @@ def test_something_that_is_not_a_distribution_is_still_refused():
         tve.monte_carlo_variational_loss(lambda z: z, object())
 
 
+@pytest.mark.slow  # a fresh interpreter per check
 def test_subpackages_are_attributes_without_their_own_import():
     code = (
         "import tfp_vi_estimators as t, sys\n"

@@ -80,6 +80,7 @@ def _run_child(tmp_path, mode):
     )
 
 
+@pytest.mark.slow  # a subprocess killed and restarted
 def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
     killed = _run_child(tmp_path, "kill")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
