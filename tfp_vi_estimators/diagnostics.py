@@ -113,7 +113,8 @@ def merge_moments(a: RunningMoments, b: RunningMoments) -> RunningMoments:
     rounding: merging the chunks of a set of draws gives its direct moments.
 
     Args:
-      a, b: `RunningMoments` of the two sets (same shapes and dtype).
+      a: `RunningMoments` of the first set.
+      b: `RunningMoments` of the second set (same shapes and dtype as `a`).
 
     Returns:
       `RunningMoments` of all `n_a + n_b` draws.

@@ -572,10 +572,9 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
     `backup_dir` must therefore be one directory every worker can read (a
     shared file system or bucket on a cluster).
 
-    Args:
-      backup_dir: path of the backup, the same on every worker.
-      **kwargs: as for `keras.callbacks.BackupAndRestore` (`save_freq`,
-        `double_checkpoint`, `delete_checkpoint`).
+    It takes the arguments of `keras.callbacks.BackupAndRestore`: `backup_dir`
+    (the path of the backup, the same on every worker), `save_freq`,
+    `double_checkpoint`, `delete_checkpoint`.
     """
 
     def _is_chief(self):
