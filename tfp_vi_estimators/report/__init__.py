@@ -11,10 +11,14 @@ Sections, in order (`SECTIONS` in `tfp_vi_estimators.report.run`):
   derivative, in standard errors.
 - `speed`: step and compile time against tfp.vi (the timing harness of
   `timing`) and how cost grows (`scaling`).
+- `psis_khat`: PSIS k-hat, with its verdict, of the surrogate each estimator
+  fits (mean-field and full-rank, two targets).
+- `qmc_variance`: gradient variance of iid against randomized quasi-Monte
+  Carlo sampling across the sample size, with log-log slopes.
 
 Each section module computes its numbers (`compute(settings)`, a frozen
 dataclass), renders them (`render`, `summarize`) and, for `stl_fig1`,
-`snr_vs_k` and `speed`, plots them (`plot`); see `report.section`. The rest of the package:
+`snr_vs_k`, `speed` and `qmc_variance`, plots them (`plot`); see `report.section`. The rest of the package:
 
 - `settings`: `Settings` and the `PRESETS` full, quick and tiny;
 - `run`: runs the sections and writes the report (`run_report`);

@@ -9,6 +9,8 @@ import warnings
 from tfp_vi_estimators.report import (
     bias,
     memory,
+    psis_khat,
+    qmc_variance,
     snr_vs_k,
     speed,
     stl_fig1,
@@ -35,6 +37,8 @@ SECTIONS = [
     variance.SECTION,
     bias.SECTION,
     speed.SECTION,
+    psis_khat.SECTION,
+    qmc_variance.SECTION,
 ]
 
 

@@ -51,6 +51,23 @@ class Settings:
     speed_sample_sizes: tuple = (16, 64, 256, 1024)
     speed_dims: tuple = (10, 40, 160)
     speed_memory_draws: tuple = (256, 1024, 4096)
+    # PSIS k-hat of fitted surrogates (`report.psis_khat`): fits of
+    # `psis_steps` Adam steps, k-hat from `psis_num_draws` draws; `None` max:
+    # every target, surrogate kind and estimator configuration.
+    psis_steps: int = 1000
+    psis_learning_rate: float = 0.05
+    psis_num_draws: int = 8000
+    psis_gaussian_dim: int = 10
+    psis_logistic_dim: int = 5
+    psis_logistic_data: int = 100
+    psis_max_targets: int | None = None
+    psis_max_surrogates: int | None = None
+    psis_max_configs: int | None = None
+    # iid against randomized quasi-Monte Carlo gradient variance across S
+    # (`report.qmc_variance`): independent seeds per point.
+    qmc_dim: int = 10
+    qmc_sample_sizes: tuple = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    qmc_repeats: int = 100
 
 
 _FULL = Settings()
@@ -85,6 +102,16 @@ _SMALLER = {
     "speed_sample_sizes": ((16, 256), (4,)),
     "speed_dims": ((10, 80), (2,)),
     "speed_memory_draws": ((256, 2048), (8,)),
+    "psis_steps": (300, 20),
+    "psis_num_draws": (2000, 100),
+    "psis_gaussian_dim": (_FULL, 3),
+    "psis_logistic_dim": (_FULL, 2),
+    "psis_logistic_data": (_FULL, 10),
+    "psis_max_surrogates": (_FULL, 1),
+    "psis_max_configs": (_FULL, 1),
+    "qmc_dim": (_FULL, 3),
+    "qmc_sample_sizes": ((4, 8, 16, 32, 64, 128, 256), (4, 16)),
+    "qmc_repeats": (30, 4),
 }
 
 
