@@ -1,8 +1,5 @@
 """fit_surrogate_posterior: tfp.vi's traces, eagerly, under XLA and in tf.function."""
 
-import os
-import subprocess
-import sys
 import warnings
 
 import keras
@@ -133,44 +130,6 @@ def test_nothing_to_train_is_a_clear_error():
             num_steps=3,
             seed=(1, 2),
         )
-
-
-_UNDER_TWO_REPLICAS = """
-import keras, tensorflow as tf, tensorflow_probability as tfp
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu, [tf.config.LogicalDeviceConfiguration()] * 2
-)
-from tfp_vi_estimators import fit_surrogate_posterior
-tfd = tfp.distributions
-strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-with strategy.scope():
-    q = tfd.Normal(tf.Variable(0.0), 1.0)
-    try:
-        fit_surrogate_posterior(
-            tfd.Normal(1.0, 2.0).log_prob, q, keras.optimizers.Adam(0.1), 5,
-            seed=(1, 2), progress=False,
-        )
-    except ValueError as e:
-        print("REFUSED", e)
-"""
-
-
-@pytest.mark.slow
-def test_multi_replica_scope_is_refused_before_any_step():
-    # Logical devices must be set before TensorFlow starts: a fresh process.
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3", CI="true")
-    result = subprocess.run(
-        [sys.executable, "-c", _UNDER_TWO_REPLICAS],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert "REFUSED" in result.stdout and "2 replicas" in result.stdout, (
-        result.stdout + result.stderr[-3000:]
-    )
 
 
 def test_rqmc_sampling_reaches_the_target_and_draws_other_points():

@@ -3,7 +3,8 @@
 Eagerly the steps run in `loop._FitLoop` (compiled chunks, with progress and
 checkpoints between them); inside a `tf.function`, in `tfp.math.minimize`.
 Either way each step evaluates `variational_loss.evaluate_loss` on the one
-`LossConfig` checked up front.
+`LossConfig` checked up front. Inside a `tf.distribute` scope the eager loop
+runs each step on every replica (`distributed.py`).
 """
 
 import dataclasses
@@ -16,6 +17,7 @@ import tensorflow_probability as tfp
 from tfp_vi_estimators import psis
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.estimator_choice import GradientEstimators
+from tfp_vi_estimators.fitting import distributed
 from tfp_vi_estimators.fitting.arguments import check_fit_arguments
 from tfp_vi_estimators.fitting.checkpoints import _fingerprint
 from tfp_vi_estimators.fitting.loop import _FitLoop
@@ -80,6 +82,22 @@ def fit_surrogate_posterior(
     A step whose loss or gradient is not finite is not applied: the fit stops
     with `NonFiniteLossError` naming the step, and the variables keep the
     values of the last finite step.
+
+    Called inside `strategy.scope()` of a `tf.distribute.MirroredStrategy` or
+    `MultiWorkerMirroredStrategy` (with the surrogate's variables created in
+    the scope), each step runs on every replica with `strategy.run`.
+    `sample_size` is the global number of draws: each of the R replicas draws
+    `sample_size / R` from its own seed stream (`fold_in(seed[t], replica_id)`
+    of the step's seed), and the loss and gradients are averaged across
+    replicas (an all-reduce), so the gradient has the distribution of the
+    single-process estimator with `sample_size` draws. The update is applied
+    once per step, alike on every replica; the non-finite guard reads the
+    all-reduced values, so every replica stops at the same step. Every worker
+    ends with the same variables and returns the same trace. With
+    `checkpoint_dir` (a path every worker can read) only the chief's
+    checkpoints are kept; the other workers write theirs to temporary
+    directories, as tf.distribute asks. With one replica (no strategy or a
+    one-device strategy) the fit is the single-process one, bit for bit.
 
     Args:
       target_log_prob_fn: Python callable returning the unnormalized target
@@ -148,9 +166,13 @@ def fit_surrogate_posterior(
       TypeError: for an argument of the wrong kind, before any tensor work.
       ValueError: for an argument out of range, for `checkpoint_every` without
         `checkpoint_dir`, for checkpoints, progress or a `MinibatchTarget`
-        inside a `tf.function`, inside the scope of a `tf.distribute` strategy
-        with more than one replica, or for a checkpoint written with different
-        arguments or further than `num_steps`.
+        inside a `tf.function`, or for a checkpoint written with different
+        arguments or further than `num_steps`. Inside the scope of a
+        `tf.distribute` strategy with R > 1 replicas: for a `sample_size` that
+        is not a multiple of R (the error names both) or leaves a replica
+        fewer draws than the gradient estimator needs, for a
+        `MinibatchTarget` (not sharded yet), or for a call inside a
+        `tf.function`.
       NonFiniteLossError: a `FloatingPointError` naming the first step whose
         loss or gradient is not finite.
       CorruptCheckpointError: if the latest checkpoint cannot be read; it is
@@ -205,18 +227,12 @@ def fit_surrogate_posterior(
         checkpoint_dir,
         checkpoint_every,
     )
-    _check_single_replica()
+    strategy, replica_loss = distributed.fit_strategy(
+        loss, minibatch, tf.executing_eagerly()
+    )
     if not tf.executing_eagerly():
-        if minibatch is not None:
-            raise ValueError(
-                "A `MinibatchTarget` needs eager execution; call "
-                "`fit_surrogate_posterior` outside `tf.function` (pass "
-                "`jit_compile=True` to compile the steps)."
-            )
-        if psis_num_draws is not None:
-            raise ValueError("`psis_num_draws` needs eager execution.")
-        return _fit_in_graph(loss, arguments)
-    results = _fit_eagerly(loss, arguments, minibatch)
+        return _fit_in_graph(loss, arguments, minibatch, psis_num_draws)
+    results = _fit_eagerly(loss, arguments, minibatch, strategy, replica_loss)
     if psis_num_draws is not None and minibatch is None:
         _report_khat(loss, psis_num_draws, seed, arguments.progress)
     return results
@@ -230,21 +246,6 @@ def _report_khat(loss, num_draws, seed, progress):
     )
     if progress or (progress is None and _isatty(sys.stderr)):
         print(message, file=sys.stderr)
-
-
-def _check_single_replica():
-    """Refuses a multi-replica `tf.distribute` scope, which the loop does not split."""
-    if not tf.distribute.has_strategy():
-        return
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    if replicas > 1:
-        raise ValueError(
-            f"`fit_surrogate_posterior` was called inside the scope of a "
-            f"tf.distribute strategy with {replicas} replicas; it runs its steps "
-            "on one replica and does not split them yet. Call it outside "
-            "`strategy.scope()`, or use the Keras integration "
-            "(`SurrogatePosteriorModel`) under the strategy."
-        )
 
 
 def _unbatched_target(*samples, **named_samples):
@@ -263,12 +264,20 @@ def _loss_fn(loss, minibatch=None):
     return loss_fn
 
 
-def _fit_in_graph(loss, arguments):
+def _fit_in_graph(loss, arguments, minibatch=None, psis_num_draws=None):
     """`tfp.math.minimize` unchanged, with this package's loss.
 
     Inside a `tf.function` there is no host to return to between steps, so
-    neither progress nor checkpoints.
+    neither progress nor checkpoints (nor data, nor the PSIS report).
     """
+    if minibatch is not None:
+        raise ValueError(
+            "A `MinibatchTarget` needs eager execution; call "
+            "`fit_surrogate_posterior` outside `tf.function` (pass "
+            "`jit_compile=True` to compile the steps)."
+        )
+    if psis_num_draws is not None:
+        raise ValueError("`psis_num_draws` needs eager execution.")
     if arguments.checkpoint_dir is not None or arguments.progress:
         raise ValueError(
             "`checkpoint_dir` and `progress` need eager execution; call "
@@ -289,14 +298,18 @@ def _fit_in_graph(loss, arguments):
     )
 
 
-def _fit_eagerly(loss, arguments, minibatch):
-    """Compiled chunks of steps, with progress and checkpoints in between."""
+def _fit_eagerly(loss, arguments, minibatch, strategy=None, replica_loss=None):
+    """Compiled chunks of steps, with progress and checkpoints in between.
+
+    Under a strategy with several replicas each step evaluates `replica_loss`
+    (`sample_size / R` draws) on every replica; the fingerprint keeps `loss`.
+    """
     progress = arguments.progress
     if progress is None:
         progress = "CI" not in os.environ and _isatty(sys.stderr)
     with tf.name_scope(arguments.name):
         loop = _FitLoop(
-            _loss_fn(loss, minibatch),
+            _loss_fn(loss if replica_loss is None else replica_loss, minibatch),
             arguments.optimizer,
             arguments.num_steps,
             arguments.convergence_criterion,
@@ -308,6 +321,8 @@ def _fit_eagerly(loss, arguments, minibatch):
                 arguments.num_steps, progress, arguments.checkpoint_every
             ),
             dataset=None if minibatch is None else minibatch.repeated_dataset(),
+            strategy=strategy,
+            surrogate_variables=loss.surrogate_posterior.trainable_variables,
         )
         return loop.run(
             progress=_Progress(arguments.num_steps, sys.stderr) if progress else None,

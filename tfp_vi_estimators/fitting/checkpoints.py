@@ -2,6 +2,7 @@
 
 import json
 import numbers
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -25,13 +26,19 @@ class _CheckpointStore:
         state_spec,
         trace_spec,
         iterator=None,
+        write_directory=None,
     ):
         self._directory = directory
+        # Under MultiWorkerMirroredStrategy every worker saves; a non-chief
+        # writes to a directory of its own, removed after each save.
+        self._write_directory = write_directory or directory
         self._fingerprint = fingerprint
         self._state_spec = state_spec
         self._trace_spec = trace_spec
         self._steps_done = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self._fingerprint_variable = tf.Variable(fingerprint, trainable=False)
+        self._fingerprint_variable = tf.Variable(
+            _stored_fingerprint(fingerprint), trainable=False
+        )
         self._state = [
             tf.Variable(tf.zeros(s.shape, s.dtype), trainable=False)
             for s in tf.nest.flatten(state_spec)
@@ -64,7 +71,7 @@ class _CheckpointStore:
         if self._manager is None:
             self._manager = tf.train.CheckpointManager(
                 self._checkpoint,
-                self._directory,
+                self._write_directory,
                 max_to_keep=2,
                 checkpoint_name=self._PREFIX,
             )
@@ -77,6 +84,9 @@ class _CheckpointStore:
         for variable, value in zip(self._trace, tf.nest.flatten(trace), strict=True):
             variable.assign(value)
         self._open().save(checkpoint_number=steps_done)
+        if os.path.normpath(self._write_directory) != os.path.normpath(self._directory):
+            tf.io.gfile.rmtree(self._write_directory)
+            self._manager = None
 
     def restore(self):
         """`(steps_done, state, trace)` from the latest checkpoint, or `None`."""
@@ -117,8 +127,7 @@ class _CheckpointStore:
                 f"The checkpoint {path!r} was not written by fit_surrogate_posterior "
                 "(it has no argument fingerprint); use another `checkpoint_dir`."
             )
-        saved = values[key]
-        saved = saved.decode() if isinstance(saved, bytes) else str(saved)
+        saved = _read_fingerprint(values[key])
         if saved != self._fingerprint:
             raise ValueError(
                 f"The checkpoint {path!r} was written by a fit with different "
@@ -126,6 +135,23 @@ class _CheckpointStore:
                 "Pass the same arguments to resume, or use another "
                 "`checkpoint_dir` to start a new fit."
             )
+
+
+def _stored_fingerprint(fingerprint):
+    """The fingerprint as saved: a string, or its bytes as int32 under a strategy.
+
+    MultiWorkerMirroredStrategy broadcasts a variable's initial value from the
+    chief, which it cannot do for a string.
+    """
+    if not tf.distribute.has_strategy():
+        return fingerprint
+    return np.frombuffer(fingerprint.encode(), np.uint8).astype(np.int32)
+
+
+def _read_fingerprint(saved):
+    if isinstance(saved, np.ndarray) and saved.dtype.kind == "i":
+        return saved.astype(np.uint8).tobytes().decode()
+    return saved.decode() if isinstance(saved, bytes) else str(saved)
 
 
 def _read_every_tensor(path):

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vi_estimators.fitting import distributed
 from tfp_vi_estimators.fitting.checkpoints import _CheckpointStore
 
 _Traceable = tfp.math.MinimizeTraceableQuantities
@@ -48,8 +49,15 @@ class _FitLoop:
         seed,
         max_chunk,
         dataset=None,
+        strategy=None,
+        surrogate_variables=(),
     ):
         self._loss_fn = loss_fn
+        # With several replicas, `loss_fn` is one replica's loss; each step
+        # runs it with `strategy.run` and all-reduces (`distributed.py`).
+        self._strategy = strategy
+        self._several = strategy is not None and strategy.num_replicas_in_sync > 1
+        self._surrogate_variables = surrogate_variables
         # With data, a step reads a batch (`loss_fn(seed, batch)`); the loop
         # then runs in a graph and each step is XLA-compiled on its own, since
         # XLA cannot read a `tf.data` iterator.
@@ -66,6 +74,7 @@ class _FitLoop:
         # Set by `run`.
         self._variables = self._progress = self._store = self._every = None
         self._state_spec = self._trace_spec = self._steps_fn = None
+        self._replica_fn = None
         self._seed_is_none = None
 
     # Traced parts.
@@ -91,18 +100,40 @@ class _FitLoop:
                 )
         return loss, grads
 
+    def _replica_loss_and_gradients(self, seed, batch):
+        loss, grads = self._replica_fn(seed, batch)
+        return loss, [_dense(g) for g in grads]
+
+    def _loss_and_update(self, seed, batch):
+        """`(loss, grads, apply)`: the step's loss and gradients, and their update."""
+        if self._strategy is None:
+            loss, grads = self._loss_and_gradients(seed, batch)
+
+            def apply():
+                self._optimizer.apply_gradients(
+                    zip(grads, self._variables, strict=True)
+                )
+                return tf.constant(True)
+
+            return loss, grads, apply
+        per_replica, (loss, grads) = distributed.mean_over_replicas(
+            self._strategy, self._replica_loss_and_gradients, seed, batch
+        )
+        return (
+            loss,
+            grads,
+            lambda: distributed.apply_on_every_replica(
+                self._strategy, self._optimizer, per_replica[1], self._variables
+            ),
+        )
+
     def _optimizer_step(self, seed, batch):
         """One step; the update is applied only if the loss and gradients are finite."""
-        loss, grads = self._loss_and_gradients(seed, batch)
+        loss, grads, apply = self._loss_and_update(seed, batch)
         finite = tf.reduce_all(
             [tf.reduce_all(tf.math.is_finite(loss))]
             + [tf.reduce_all(tf.math.is_finite(_dense(g))) for g in grads]
         )
-
-        def apply():
-            self._optimizer.apply_gradients(zip(grads, self._variables, strict=True))
-            return tf.constant(True)
-
         applied = tf.cond(finite, apply, lambda: tf.constant(False))
         with tf.control_dependencies([applied]):
             parameters = [tf.identity(v) for v in self._variables]
@@ -156,7 +187,7 @@ class _FitLoop:
             return (i < num_steps) & finite & ~tf.reduce_all(state.has_converged)
 
         step_fn = self._step
-        if iterator is not None and self._jit_compile:
+        if iterator is not None and self._jit_compile and not self._several:
             step_fn = tf.function(step_fn, autograph=False, jit_compile=True)
 
         def body(i, state, finite, arrays):
@@ -207,7 +238,12 @@ class _FitLoop:
         ).get_concrete_function(
             seed_state, None if self._dataset is None else self._dataset.element_spec
         )
-        self._variables = _checked_variables(_unique(found))
+        variables = _unique(found)
+        if self._strategy is not None and self._trainable_variables is None:
+            variables = distributed.distributed_variables(
+                variables, self._surrogate_variables
+            )
+        self._variables = _checked_variables(variables)
         self._state_spec, self._trace_spec = tf.nest.map_structure(
             lambda t: tf.TensorSpec(t.shape, t.dtype), concrete.structured_outputs
         )
@@ -260,8 +296,17 @@ class _FitLoop:
         self._steps_fn = tf.function(
             functools.partial(self._steps),
             autograph=False,
-            jit_compile=(self._jit_compile and self._dataset is None) or None,
+            jit_compile=(
+                self._jit_compile and self._dataset is None and not self._several
+            )
+            or None,
         )
+        # Under several replicas XLA compiles each replica's loss and gradients.
+        self._replica_fn = self._loss_and_gradients
+        if self._several and self._jit_compile:
+            self._replica_fn = tf.function(
+                self._loss_and_gradients, autograph=False, jit_compile=True
+            )
         if self._dataset is not None:
             self._iterator = iter(self._dataset)
         self._store = self._open_store(checkpoint_dir, fingerprint)
@@ -295,6 +340,9 @@ class _FitLoop:
             self._state_spec,
             self._trace_spec,
             iterator=self._iterator,
+            write_directory=distributed.checkpoint_write_dir(
+                self._strategy, checkpoint_dir
+            ),
         )
 
     def _restore(self, checkpoint_dir):

@@ -1,0 +1,180 @@
+"""`fit_surrogate_posterior` under a `tf.distribute` strategy with several replicas.
+
+Called inside `strategy.scope()` of a `MirroredStrategy` or a
+`MultiWorkerMirroredStrategy`, each step of the fit loop runs on every replica
+with `strategy.run`:
+
+```none
+seed[t]                = split_seed(state[t], n=2)[0]        # as on one replica
+seed[t, r]             = stateless_fold_in(seed[t], r)       # r: replica id
+loss[t, r], grads[t, r] = value_and_gradient(loss_fn(seed[t, r]))  # S / R draws
+loss[t], grads[t]      = all_reduce_mean_r(loss[t, r], grads[t, r])
+apply grads[t] on every replica if loss[t] and grads[t] are finite
+```
+
+`sample_size` is the global number of draws `S`; each of the `R` replicas
+draws `S / R`. The mean of the replicas' per-replica estimates is the
+estimator over `S` draws, and every replica sees the same all-reduced loss and
+gradient, so the non-finite guard decides alike everywhere and every worker
+ends with the same variables and trace.
+"""
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import tensorflow as tf
+
+from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
+from tfp_vi_estimators.loss_config import LossConfig
+
+
+def fit_strategy(
+    loss: LossConfig, minibatch: Any, eagerly: bool
+) -> tuple[Any, LossConfig]:
+    """The strategy in scope for an eager fit, else `None`.
+
+    Args:
+      loss: the checked `LossConfig` (its `sample_size` is the global one).
+      minibatch: the `MinibatchTarget` or `None`.
+      eagerly: whether `fit_surrogate_posterior` runs eagerly.
+
+    Returns:
+      `(strategy, replica_loss)`: `(None, loss)` without a strategy (or inside
+      a `tf.function` with one replica); else the strategy and the loss of one
+      replica (`sample_size / R` draws; `loss` itself with one replica).
+
+    Raises:
+      ValueError: naming `sample_size` and the replica count when it does not
+        divide; for a `MinibatchTarget` or a `tf.function` under several
+        replicas.
+    """
+    if not tf.distribute.has_strategy():
+        return None, loss
+    strategy = tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if not eagerly:
+        if replicas == 1:
+            return None, loss
+        raise ValueError(
+            f"Under a tf.distribute strategy with {replicas} replicas, call "
+            "`fit_surrogate_posterior` eagerly (inside `strategy.scope()`, not "
+            "inside a `tf.function`); it compiles its steps itself."
+        )
+    if minibatch is not None and replicas > 1:
+        raise ValueError(
+            f"A `MinibatchTarget` under a tf.distribute strategy with {replicas} "
+            "replicas is not supported by `fit_surrogate_posterior` yet; use the "
+            "Keras `MinibatchSurrogatePosteriorModel`, which shards the data."
+        )
+    return strategy, _replica_loss(loss, replicas)
+
+
+def _replica_loss(loss, replicas):
+    if replicas == 1:
+        return loss
+    sample_size = loss.sample_size
+    if not isinstance(sample_size, int) or sample_size % replicas:
+        raise ValueError(
+            f"`sample_size={sample_size}` is the global number of draws and must "
+            f"be a multiple of the {replicas} replicas of the tf.distribute "
+            "strategy in scope (each replica draws `sample_size / replicas`)."
+        )
+    per_replica = sample_size // replicas
+    minimum = loss.estimator.plan.min_sample_size
+    if per_replica < minimum:
+        raise ValueError(
+            f"`sample_size={sample_size}` over {replicas} replicas is "
+            f"{per_replica} draws per replica; {loss.estimator.name} needs at "
+            f"least {minimum} per replica: pass `sample_size >= "
+            f"{minimum * replicas}`."
+        )
+    return dataclasses.replace(loss, sample_size=per_replica)
+
+
+def distributed_variables(watched: list, candidates: Sequence) -> list:
+    """The distributed variables whose local copies a gradient tape watched.
+
+    In cross-replica context a tape watches a distributed variable's local
+    component; the optimizer and the replicas need the variable itself: one of
+    `candidates` (the surrogate's), or the container TensorFlow records in the
+    component (a variable of the target, say).
+    """
+    owners = {}
+    for variable in candidates:
+        for component in getattr(variable, "values", (variable,)):
+            owners[component.ref()] = variable
+    return [owners.get(v.ref(), _container(v)) for v in watched]
+
+
+def _container(variable):
+    if isinstance(variable, tf.distribute.DistributedValues):
+        return variable
+    container = getattr(variable, "_distributed_container", None)
+    return variable if container is None or container() is None else container()
+
+
+def replica_seed(seed: Any) -> Any:
+    """`tf.random.experimental.stateless_fold_in(seed, replica_id)`, per replica.
+
+    With one replica (or `seed=None`) the seed is unchanged, so the fit is the
+    one without a strategy.
+    """
+    if seed is None or tf.distribute.get_strategy().num_replicas_in_sync == 1:
+        return seed
+    replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
+    return fold_in_seed(seed, tf.cast(replica_id, tf.int32))
+
+
+def mean_over_replicas(
+    strategy: Any, replica_fn: Callable, seed: Any, batch: Any = None
+) -> tuple[Any, Any]:
+    """`replica_fn(seed[r], batch)` on every replica, all-reduced with MEAN.
+
+    Returns:
+      `(per_replica, local)`: the reduced `(loss, grads)` as the strategy's
+      per-replica values (for the update) and as this worker's first replica's
+      tensors (equal on every replica, for the trace).
+    """
+
+    def step(seed, batch):
+        loss, grads = replica_fn(replica_seed(seed), batch)
+        return tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.MEAN, (loss, grads)
+        )
+
+    per_replica = strategy.run(step, args=(seed, batch))
+    local = tf.nest.map_structure(
+        lambda v: strategy.experimental_local_results(v)[0], per_replica
+    )
+    return per_replica, local
+
+
+def apply_on_every_replica(
+    strategy: Any, optimizer: Any, grads: Any, variables: list
+) -> tf.Tensor:
+    """Applies the all-reduced mean `grads` once per step on every replica.
+
+    Keras optimizers sum gradients over replicas in `apply_gradients`, as
+    Keras' own losses expect (each divided by the replica count); the mean,
+    divided likewise, sums back to itself.
+    """
+    replicas = strategy.num_replicas_in_sync
+
+    def apply(grads):
+        scaled = [g / tf.cast(replicas, g.dtype) for g in grads]
+        optimizer.apply_gradients(zip(scaled, variables, strict=True))
+
+    strategy.run(apply, args=(grads,))
+    return tf.constant(True)
+
+
+def checkpoint_write_dir(strategy: Any, checkpoint_dir: str | None) -> str | None:
+    """Where this worker writes checkpoints: the chief `checkpoint_dir`, others
+    a temporary directory of their own (every worker saves, as tf.distribute
+    asks, and only the chief's checkpoint is kept)."""
+    if strategy is None or strategy.extended.should_checkpoint:
+        return checkpoint_dir
+    task_id = strategy.cluster_resolver.task_id
+    return os.path.join(checkpoint_dir, f".worker-{task_id}-tmp")
