@@ -20,13 +20,11 @@ uninterrupted job.
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from workers import finish, start_job
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "examples", "keras_multi_worker.py")
@@ -38,61 +36,17 @@ TIMEOUT_S = 300
 pytestmark = pytest.mark.slow
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _start_job(directory, name, *args):
     """Starts `WORKERS` worker processes; returns them and their output paths."""
-    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(WORKERS)]}
     output = os.path.join(directory, name + "-{index}.json")
-    processes = []
-    for index in range(WORKERS):
-        env = dict(
-            os.environ,
-            TF_CONFIG=json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}}
-            ),
-            CUDA_VISIBLE_DEVICES="-1",
-            TF_CPP_MIN_LOG_LEVEL="2",
-            PYTHONPATH=REPO,
-        )
-        command = [sys.executable, SCRIPT, "--epochs", str(EPOCHS), "--output", output]
-        processes.append(
-            subprocess.Popen(
-                command + list(args),
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+    command = ["--epochs", str(EPOCHS), "--output", output, *args]
+    processes = start_job(SCRIPT, WORKERS, command)
     return processes, [output.format(index=i) for i in range(WORKERS)]
-
-
-def _finish(processes):
-    """Waits for the processes; returns their exit codes and stderr tails."""
-    deadline = time.monotonic() + TIMEOUT_S
-    results = []
-    for p in processes:
-        try:
-            _, stderr = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            _, stderr = p.communicate()
-        results.append((p.returncode, stderr[-2000:]))
-    return results
 
 
 def _summaries(job):
     processes, outputs = job
-    for code, stderr in _finish(processes):
+    for code, stderr in finish(processes, TIMEOUT_S):
         assert code == 0, stderr
     return [json.load(open(path)) for path in outputs]
 
