@@ -244,8 +244,15 @@ def _report_khat(loss, num_draws, seed, progress):
     _, message = psis.khat_report(
         loss.target_log_prob_fn, loss.surrogate_posterior, num_draws, psis_seed
     )
-    if progress or (progress is None and _isatty(sys.stderr)):
+    if _shows_progress(progress):
         print(message, file=sys.stderr)
+
+
+def _shows_progress(progress):
+    """`progress` as given, or for `None` whether stderr is a terminal outside CI."""
+    if progress is None:
+        return "CI" not in os.environ and _isatty(sys.stderr)
+    return progress
 
 
 def _unbatched_target(*samples, **named_samples):
@@ -304,9 +311,7 @@ def _fit_eagerly(loss, arguments, minibatch, strategy=None, replica_loss=None):
     Under a strategy with several replicas each step evaluates `replica_loss`
     (`sample_size / R` draws) on every replica; the fingerprint keeps `loss`.
     """
-    progress = arguments.progress
-    if progress is None:
-        progress = "CI" not in os.environ and _isatty(sys.stderr)
+    progress = _shows_progress(arguments.progress)
     with tf.name_scope(arguments.name):
         loop = _FitLoop(
             _loss_fn(loss if replica_loss is None else replica_loss, minibatch),
