@@ -29,9 +29,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
+
+# The same problem as the whole-fit benchmark (this script's directory is on
+# sys.path when it runs).
+from fit_vs_tfp import problem  # noqa: E402
 
 import tfp_vi_estimators as tve  # noqa: E402
 from tfp_vi_estimators.keras_models import SurrogatePosteriorModel  # noqa: E402
@@ -39,22 +42,6 @@ from tfp_vi_estimators.keras_models import SurrogatePosteriorModel  # noqa: E402
 tfd = tfp.distributions
 ESTIMATOR = tve.GradientEstimators.REPARAMETERIZATION
 SAMPLE_SIZE = 8
-
-
-def problem(num_rows=2000, dim=20, seed=0):
-    """The target log-density of Bayesian logistic regression, and `dim`."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((num_rows, dim)).astype(np.float32)
-    w = rng.standard_normal(dim).astype(np.float32)
-    y = (rng.random(num_rows) < 1 / (1 + np.exp(-x @ w))).astype(np.float32)
-
-    def target_log_prob_fn(weights):
-        prior = tf.reduce_sum(tfd.Normal(0.0, 1.0).log_prob(weights), -1)
-        logits = tf.linalg.matvec(x, weights)
-        likelihood = tfd.Bernoulli(logits=logits).log_prob(y)
-        return prior + tf.reduce_sum(likelihood, -1)
-
-    return target_log_prob_fn, dim
 
 
 def surrogate(dim):
