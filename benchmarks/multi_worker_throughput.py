@@ -12,37 +12,30 @@ t(R) = (seconds(num_steps) - seconds(warmup_steps)) / (num_steps - warmup_steps)
 
 (the chief's). The all-reduce overhead per step is `t(R) - c(S / R)`, where
 `c(n)` is the steady time per step of one process without a strategy drawing
-`n` samples: what a replica computes, without the synchronization.
+`n` samples (and, with `--batch-size B`, reading batches of `B / R` rows):
+what a replica computes, without the synchronization.
 
 On a machine with fewer cores than workers the workers share the cores, so
 the speed-up is bounded by the core count (2 on the development machine).
 
     python benchmarks/multi_worker_throughput.py --workers 1 2 4
+    python benchmarks/multi_worker_throughput.py --rows 1000000 --batch-size 512
 """
 
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
+
+from tfp_vi_estimators import local_cluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "examples", "multi_worker_fit.py")
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _run(num_workers, sample_size, args, distributed=True):
+def _run(num_workers, sample_size, batch_size, args, distributed=True):
     """Runs one job; returns the chief's summary."""
     directory = tempfile.mkdtemp()
     output = os.path.join(directory, "out-{index}.json")
@@ -59,18 +52,17 @@ def _run(num_workers, sample_size, args, distributed=True):
         str(args.rows),
         "--dim",
         str(args.dim),
+        "--batch-size",
+        str(batch_size),
         "--output",
         output,
     ]
-    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(num_workers)]}
-    processes = []
-    for index in range(num_workers):
-        env = dict(os.environ, PYTHONPATH=REPO, CUDA_VISIBLE_DEVICES="-1")
-        env.pop("TF_CONFIG", None)
-        if distributed:
-            task = {"type": "worker", "index": index}
-            env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
-        processes.append(subprocess.Popen(command, env=env))
+    env = dict(os.environ, PYTHONPATH=REPO, CUDA_VISIBLE_DEVICES="-1")
+    env.pop("TF_CONFIG", None)
+    if distributed:
+        processes = local_cluster.start_workers(command[1:], num_workers, env=env)
+    else:
+        processes = [subprocess.Popen(command, env=env) for _ in range(num_workers)]
     for p in processes:
         if p.wait(timeout=1800):
             raise RuntimeError(f"a worker failed with exit code {p.returncode}")
@@ -91,14 +83,32 @@ def main():
     parser.add_argument("--warmup-steps", type=int, default=200)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--dim", type=int, default=20)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=0,
+        help="global minibatch rows a step (0: the full data every step)",
+    )
     args = parser.parse_args()
     rows = []
     for workers in args.workers:
-        step = _ms_per_step(_run(workers, args.sample_size, args), args)
-        alone = _run(1, args.sample_size // workers, args, distributed=False)
+        step = _ms_per_step(
+            _run(workers, args.sample_size, args.batch_size, args), args
+        )
+        alone = _run(
+            1,
+            args.sample_size // workers,
+            args.batch_size // workers,
+            args,
+            distributed=False,
+        )
         compute = _ms_per_step(alone, args)
         rows.append((workers, step, 1000 / step, compute, step - compute))
-    print(f"S = {args.sample_size} global draws, {args.rows} rows, D = {args.dim}")
+    data = f"batches of {args.batch_size}" if args.batch_size else "full data"
+    print(
+        f"S = {args.sample_size} global draws, {args.rows} rows ({data}), "
+        f"D = {args.dim}"
+    )
     print(
         "| workers | ms/step | steps/s | one process, S/R draws, ms/step "
         "| all-reduce overhead, ms/step |"

@@ -26,7 +26,9 @@ or by hand, one shell per worker:
 Without `TF_CONFIG` and without `--local-workers` the fit runs in this
 process, without a strategy. The problem is Bayesian logistic regression
 (`--rows` synthetic rows, `--dim` features, a mean-field Normal surrogate,
-Adam 0.05). Each worker prints (or writes to `--output`, where `{index}` is
+Adam 0.05). With `--batch-size B` each step reads a global minibatch of B
+rows (a `MinibatchTarget`): each of the R replicas reads B / R of them (its
+worker's shard) and scales their log-likelihood by rows / (B / R). Each worker prints (or writes to `--output`, where `{index}` is
 replaced by its index) a JSON summary: its index, the replica count, the loss
 trace, the final variables and the seconds of the fit (and of a warm-up fit
 with `--warmup-steps`). `--kill-after-steps K` makes worker 1 run K steps of
@@ -37,8 +39,6 @@ import argparse
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 
@@ -51,25 +51,59 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
 import tfp_vi_estimators as tve  # noqa: E402
+from tfp_vi_estimators import local_cluster  # noqa: E402
 
 tfd = tfp.distributions
 
 
-def logistic_regression(num_rows, dim, seed=0):
-    """The log joint of Bayesian logistic regression on synthetic data."""
+def logistic_regression_data(num_rows, dim, seed=0):
+    """Synthetic features `[num_rows, dim]` and 0/1 labels `[num_rows]`."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((num_rows, dim)).astype(np.float32)
     w = rng.standard_normal(dim).astype(np.float32)
     y = (rng.random(num_rows) < 1 / (1 + np.exp(-x @ w))).astype(np.float32)
-    prior = tfd.Independent(tfd.Normal(tf.zeros(dim), 1.0), 1)
+    return x, y
+
+
+def prior_log_prob(weights):  # [S, dim] -> [S]
+    dim = weights.shape[-1]
+    return tfd.Independent(tfd.Normal(tf.zeros(dim), 1.0), 1).log_prob(weights)
+
+
+def log_likelihood(batch, weights):  # ([b, dim], [b]), [S, dim] -> [S, b]
+    x, y = batch
+    return tfd.Bernoulli(logits=tf.matmul(weights, x, transpose_b=True)).log_prob(y)
+
+
+def logistic_regression(num_rows, dim, seed=0):
+    """The log joint of Bayesian logistic regression on synthetic data."""
+    data = logistic_regression_data(num_rows, dim, seed)
 
     def target_log_prob_fn(weights):  # [S, dim] -> [S]
-        logits = tf.matmul(weights, x, transpose_b=True)
-        return prior.log_prob(weights) + tf.reduce_sum(
-            tfd.Bernoulli(logits=logits).log_prob(y), axis=-1
+        return prior_log_prob(weights) + tf.reduce_sum(
+            log_likelihood(data, weights), axis=-1
         )
 
     return target_log_prob_fn
+
+
+def minibatched_logistic_regression(num_rows, dim, batch_size, seed=0):
+    """The same model read in shuffled global batches of `batch_size` rows.
+
+    The shuffle is seeded: every worker then sees the same order and reads
+    its own shard of each global batch, and a restarted job skips to the
+    batch where it stopped.
+    """
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(
+            logistic_regression_data(num_rows, dim, seed)
+        )
+        .shuffle(num_rows, seed=seed)
+        .batch(batch_size, drop_remainder=True)
+    )
+    return tve.minibatch_target(
+        prior_log_prob, log_likelihood, dataset, num_examples=num_rows
+    )
 
 
 def surrogate(dim):
@@ -89,8 +123,12 @@ def fit(args, num_steps, checkpoint_dir):
     """One fit in a fresh surrogate; returns `(trace, variables, seconds)`."""
     q = surrogate(args.dim)
     start = time.perf_counter()
+    if args.batch_size:
+        target = minibatched_logistic_regression(args.rows, args.dim, args.batch_size)
+    else:
+        target = logistic_regression(args.rows, args.dim)
     trace = tve.fit_surrogate_posterior(
-        logistic_regression(args.rows, args.dim),
+        target,
         q,
         keras.optimizers.Adam(0.05),
         num_steps,
@@ -131,25 +169,9 @@ def run_worker(args):
     return summary
 
 
-def free_ports(count):
-    """`count` free loopback ports."""
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def run_local_workers(count, argv):
     """Starts `count` workers of this script on loopback ports; waits for them."""
-    cluster = {"worker": [f"localhost:{p}" for p in free_ports(count)]}
-    processes = []
-    for index in range(count):
-        config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        env = dict(os.environ, TF_CONFIG=json.dumps(config))
-        processes.append(subprocess.Popen([sys.executable, __file__, *argv], env=env))
+    processes = local_cluster.start_workers([__file__, *argv], count)
     return max(abs(p.wait()) for p in processes)
 
 
@@ -161,6 +183,7 @@ def main(argv=None):
     parser.add_argument("--sample-size", type=int, default=8)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--dim", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=0)
     parser.add_argument("--jit-compile", action="store_true")
     parser.add_argument("--checkpoint-dir", default=None)
     parser.add_argument("--checkpoint-every", type=int, default=20)

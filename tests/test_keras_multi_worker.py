@@ -20,11 +20,10 @@ uninterrupted job.
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
-from workers import finish, start_job
+from workers import finish, kill_chief_when, start_job
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "examples", "keras_multi_worker.py")
@@ -61,18 +60,14 @@ def _backed_up_epoch(backup_dir):
 
 def _kill_chief_after_backup(job, backup_dir):
     """Waits for worker 1 to die, then for the backup, then kills the chief."""
-    (chief, worker), _ = job
-    worker.wait(timeout=TIMEOUT_S)
-    deadline = time.monotonic() + TIMEOUT_S
-    while _backed_up_epoch(backup_dir) < KILL_AT_EPOCH and chief.poll() is None:
-        assert time.monotonic() < deadline, "no backup of the killed epoch"
-        time.sleep(0.1)
     # The chief writes the backup before the epoch's first all-reduce, where
-    # it now waits for the dead worker.
-    time.sleep(0.5)
-    chief.kill()
-    chief.communicate()
-    return worker.returncode
+    # it then waits for the dead worker.
+    return kill_chief_when(
+        job[0],
+        lambda: _backed_up_epoch(backup_dir) >= KILL_AT_EPOCH,
+        settle_s=0.5,
+        timeout_s=TIMEOUT_S,
+    )
 
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,7 @@ _LAZY_MODULES = (
     "estimator_choice",
     "fitting",
     "keras_models",
+    "local_cluster",
     "loss_config",
     "marginal_likelihood",
     "minibatch",

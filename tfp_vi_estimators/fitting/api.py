@@ -73,8 +73,9 @@ def fit_surrogate_posterior(
     are saved every `checkpoint_every` steps. Calling the function again with
     the same arguments (after a crash, a pre-emption, a `kill -9`) resumes from
     the latest checkpoint, and the final variables and trace equal those of an
-    uninterrupted fit (a minibatched fit also saves its data iterator). A checkpoint carries a fingerprint of the arguments that
-    determine the result; one written with different arguments is refused.
+    uninterrupted fit (a minibatched fit also saves its data iterator). A
+    checkpoint carries a fingerprint of the arguments that determine the
+    result; one written with different arguments is refused.
     `num_steps`, `jit_compile`, `progress`, `checkpoint_every` and `name` are
     not in the fingerprint, so a finished fit can be extended by calling again
     with a larger `num_steps`.
@@ -98,6 +99,13 @@ def fit_surrogate_posterior(
     checkpoints are kept; the other workers write theirs to temporary
     directories, as tf.distribute asks. With one replica (no strategy or a
     one-device strategy) the fit is the single-process one, bit for bit.
+    A `MinibatchTarget`'s batch size is the global one: each replica reads
+    `batch_size / R` examples of every batch (under
+    `MultiWorkerMirroredStrategy`, its worker's shard of the data) and scales
+    them by `num_examples / (batch_size / R)`. A distributed data iterator
+    cannot be saved, so a resumed fit skips the batches already read: the
+    same ones when the dataset's order is deterministic (a seeded shuffle,
+    which sharding across workers needs too).
 
     Args:
       target_log_prob_fn: Python callable returning the unnormalized target
@@ -171,8 +179,8 @@ def fit_surrogate_posterior(
         `tf.distribute` strategy with R > 1 replicas: for a `sample_size` that
         is not a multiple of R (the error names both) or leaves a replica
         fewer draws than the gradient estimator needs, for a
-        `MinibatchTarget` (not sharded yet), or for a call inside a
-        `tf.function`.
+        `MinibatchTarget` whose batch size is not a multiple of R, or for a
+        call inside a `tf.function`.
       NonFiniteLossError: a `FloatingPointError` naming the first step whose
         loss or gradient is not finite.
       CorruptCheckpointError: if the latest checkpoint cannot be read; it is
@@ -227,12 +235,10 @@ def fit_surrogate_posterior(
         checkpoint_dir,
         checkpoint_every,
     )
-    strategy, replica_loss = distributed.fit_strategy(
-        loss, minibatch, tf.executing_eagerly()
-    )
+    share = distributed.fit_strategy(loss, minibatch, tf.executing_eagerly())
     if not tf.executing_eagerly():
         return _fit_in_graph(loss, arguments, minibatch, psis_num_draws)
-    results = _fit_eagerly(loss, arguments, minibatch, strategy, replica_loss)
+    results = _fit_eagerly(loss, arguments, minibatch, share)
     if psis_num_draws is not None and minibatch is None:
         _report_khat(loss, psis_num_draws, seed, arguments.progress)
     return results
@@ -305,16 +311,17 @@ def _fit_in_graph(loss, arguments, minibatch=None, psis_num_draws=None):
     )
 
 
-def _fit_eagerly(loss, arguments, minibatch, strategy=None, replica_loss=None):
+def _fit_eagerly(loss, arguments, minibatch, share):
     """Compiled chunks of steps, with progress and checkpoints in between.
 
-    Under a strategy with several replicas each step evaluates `replica_loss`
-    (`sample_size / R` draws) on every replica; the fingerprint keeps `loss`.
+    Under a strategy with several replicas each step evaluates one replica's
+    `share` (`sample_size / R` draws, `b / R` examples) on every replica; the
+    fingerprint keeps `loss` and `minibatch`.
     """
     progress = _shows_progress(arguments.progress)
     with tf.name_scope(arguments.name):
         loop = _FitLoop(
-            _loss_fn(loss if replica_loss is None else replica_loss, minibatch),
+            _loss_fn(share.loss, share.minibatch),
             arguments.optimizer,
             arguments.num_steps,
             arguments.convergence_criterion,
@@ -326,7 +333,7 @@ def _fit_eagerly(loss, arguments, minibatch, strategy=None, replica_loss=None):
                 arguments.num_steps, progress, arguments.checkpoint_every
             ),
             dataset=None if minibatch is None else minibatch.repeated_dataset(),
-            strategy=strategy,
+            strategy=share.strategy,
             surrogate_variables=loss.surrogate_posterior.trainable_variables,
         )
         return loop.run(

@@ -17,6 +17,16 @@ draws `S / R`. The mean of the replicas' per-replica estimates is the
 estimator over `S` draws, and every replica sees the same all-reduced loss and
 gradient, so the non-finite guard decides alike everywhere and every worker
 ends with the same variables and trace.
+
+Minibatched data is sharded: each step's global batch of `b` examples is split
+by `strategy.experimental_distribute_dataset` into `R` shares of `b / R` (under
+`MultiWorkerMirroredStrategy` each worker reads its own shard), and replica
+`r` scales its share by `N / (b / R)`:
+
+```none
+loss[t, r] = loss(log p(z) + N / (b / R) sum_{i in B[t, r]} log p(x_i | z))
+mean_r loss[t, r]  estimates the full-data loss without bias
+```
 """
 
 import dataclasses
@@ -30,45 +40,71 @@ from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.loss_config import LossConfig
 
 
-def fit_strategy(
-    loss: LossConfig, minibatch: Any, eagerly: bool
-) -> tuple[Any, LossConfig]:
-    """The strategy in scope for an eager fit, else `None`.
+@dataclasses.dataclass(frozen=True)
+class ReplicaShare:
+    """What one replica of a fit computes.
+
+    Attributes:
+      strategy: the `tf.distribute` strategy in scope, or `None`.
+      loss: the `LossConfig` of one replica (`sample_size / R` draws).
+      minibatch: the `MinibatchTarget` of one replica (batches of `b / R`, so
+        scaled by `N / (b / R)`), or `None` without data.
+    """
+
+    strategy: Any
+    loss: LossConfig
+    minibatch: Any
+
+
+def fit_strategy(loss: LossConfig, minibatch: Any, eagerly: bool) -> ReplicaShare:
+    """The strategy in scope for an eager fit, and one replica's share of it.
 
     Args:
       loss: the checked `LossConfig` (its `sample_size` is the global one).
-      minibatch: the `MinibatchTarget` or `None`.
+      minibatch: the `MinibatchTarget` (its batch size is the global one) or
+        `None`.
       eagerly: whether `fit_surrogate_posterior` runs eagerly.
 
     Returns:
-      `(strategy, replica_loss)`: `(None, loss)` without a strategy (or inside
-      a `tf.function` with one replica); else the strategy and the loss of one
-      replica (`sample_size / R` draws; `loss` itself with one replica).
+      A `ReplicaShare`: without a strategy (or inside a `tf.function` with one
+      replica) `strategy` is `None` and the share is the whole; with one
+      replica it is the whole too.
 
     Raises:
-      ValueError: naming `sample_size` and the replica count when it does not
-        divide; for a `MinibatchTarget` or a `tf.function` under several
-        replicas.
+      ValueError: naming `sample_size` (or the dataset's batch size) and the
+        replica count when the replicas do not divide it; for a `tf.function`
+        under several replicas.
     """
     if not tf.distribute.has_strategy():
-        return None, loss
+        return ReplicaShare(None, loss, minibatch)
     strategy = tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     if not eagerly:
         if replicas == 1:
-            return None, loss
+            return ReplicaShare(None, loss, minibatch)
         raise ValueError(
             f"Under a tf.distribute strategy with {replicas} replicas, call "
             "`fit_surrogate_posterior` eagerly (inside `strategy.scope()`, not "
             "inside a `tf.function`); it compiles its steps itself."
         )
-    if minibatch is not None and replicas > 1:
+    return ReplicaShare(
+        strategy,
+        _replica_loss(loss, replicas),
+        _replica_minibatch(minibatch, replicas),
+    )
+
+
+def _replica_minibatch(minibatch, replicas):
+    if minibatch is None or replicas == 1:
+        return minibatch
+    if minibatch.batch_size % replicas:
         raise ValueError(
-            f"A `MinibatchTarget` under a tf.distribute strategy with {replicas} "
-            "replicas is not supported by `fit_surrogate_posterior` yet; use the "
-            "Keras `MinibatchSurrogatePosteriorModel`, which shards the data."
+            f"The dataset's batch size {minibatch.batch_size} is the global "
+            f"batch and must be a multiple of the {replicas} replicas of the "
+            "tf.distribute strategy in scope (each replica reads `batch_size / "
+            "replicas` examples a step)."
         )
-    return strategy, _replica_loss(loss, replicas)
+    return dataclasses.replace(minibatch, batch_size=minibatch.batch_size // replicas)
 
 
 def _replica_loss(loss, replicas):
@@ -91,6 +127,32 @@ def _replica_loss(loss, replicas):
             f"{minimum * replicas}`."
         )
     return dataclasses.replace(loss, sample_size=per_replica)
+
+
+def replica_batch_spec(strategy: Any, dataset: tf.data.Dataset) -> Any:
+    """The spec of one replica's batch: the global one with `b / R` rows."""
+    if strategy is None or strategy.num_replicas_in_sync == 1:
+        return dataset.element_spec
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_spec(spec):
+        shape = [spec.shape[0] // replicas] + spec.shape[1:].as_list()
+        return tf.TensorSpec(shape, spec.dtype, spec.name)
+
+    return tf.nest.map_structure(replica_spec, dataset.element_spec)
+
+
+def replica_batches(strategy: Any, dataset: tf.data.Dataset, steps_done: int) -> Any:
+    """An iterator of the replicas' shares of the global batches after `steps_done`.
+
+    `strategy.experimental_distribute_dataset` splits each global batch of `b`
+    into `R` batches of `b / R` (under `MultiWorkerMirroredStrategy` each
+    worker reads its shard of the data). A distributed iterator cannot be
+    checkpointed, so a resumed fit skips the `steps_done` global batches it has
+    read: the same batches as an uninterrupted fit when the dataset's order is
+    deterministic (a seeded shuffle, which sharding across workers needs too).
+    """
+    return iter(strategy.experimental_distribute_dataset(dataset.skip(steps_done)))
 
 
 def distributed_variables(watched: list, candidates: Sequence) -> list:

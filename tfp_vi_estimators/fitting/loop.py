@@ -60,8 +60,14 @@ class _FitLoop:
         self._surrogate_variables = surrogate_variables
         # With data, a step reads a batch (`loss_fn(seed, batch)`); the loop
         # then runs in a graph and each step is XLA-compiled on its own, since
-        # XLA cannot read a `tf.data` iterator.
+        # XLA cannot read a `tf.data` iterator. Under several replicas each
+        # reads its share of the global batch.
         self._dataset = dataset
+        self._batch_spec = (
+            None
+            if dataset is None
+            else distributed.replica_batch_spec(strategy, dataset)
+        )
         self._iterator = None
         self._optimizer = optimizer
         self._num_steps = num_steps
@@ -235,9 +241,7 @@ class _FitLoop:
 
         concrete = tf.function(
             functools.partial(first_state), autograph=False
-        ).get_concrete_function(
-            seed_state, None if self._dataset is None else self._dataset.element_spec
-        )
+        ).get_concrete_function(seed_state, self._batch_spec)
         variables = _unique(found)
         if self._strategy is not None and self._trainable_variables is None:
             variables = distributed.distributed_variables(
@@ -307,10 +311,14 @@ class _FitLoop:
             self._replica_fn = tf.function(
                 self._loss_and_gradients, autograph=False, jit_compile=True
             )
-        if self._dataset is not None:
-            self._iterator = iter(self._dataset)
+        if self._dataset is not None and not self._several:
+            self._iterator = iter(self._dataset)  # saved with the checkpoints
         self._store = self._open_store(checkpoint_dir, fingerprint)
         steps_done, state, traces = self._restore(checkpoint_dir)
+        if self._dataset is not None and self._several:
+            self._iterator = distributed.replica_batches(
+                self._strategy, self._dataset, steps_done
+            )
         if state is None:
             state = self._fresh_state(seed_state)
         if progress is not None:
