@@ -256,6 +256,27 @@ try:
 except ValueError as e:
     out["in_function"] = str(e)
 
+# 6b. Clipping acts on the mean gradient, as in one process: one SGD(1) step
+# with `global_clipnorm` moves the variables by the clipped mean gradient
+# (`before`: the same step with SGD(0); all in the loop's variable order).
+def gradients_and_parameters(tq):
+    return tq.gradients, tq.parameters
+
+
+clipped = {}
+for name, optimizer in (
+    ("before", keras.optimizers.SGD(0.0)),
+    ("after", keras.optimizers.SGD(1.0, global_clipnorm=0.01)),
+):
+    with strategy.scope():
+        q = surrogate()
+        grads, parameters = fit(
+            q, optimizer, 1, 4, trace_fn=gradients_and_parameters
+        )
+    clipped[name] = [np.asarray(p[0]).tolist() for p in parameters]
+    clipped[name + "_grads"] = [np.asarray(g[0]).tolist() for g in grads]
+out["clipped"] = clipped
+
 # 7. Minibatched data, sharded: a conjugate Normal model,
 # x_i ~ Normal(mu, 2), mu ~ Normal(0, 10), N = 1000 rows, global batches of 50.
 N, B, SIGMA = 1000, 50, 2.0
@@ -495,3 +516,22 @@ def test_resumed_minibatch_fit_under_two_replicas_equals_uninterrupted(two_repli
     uninterrupted = two_replicas["mb_checkpoints"]["uninterrupted"]
     assert resumed["loss"] == uninterrupted["loss"]
     assert resumed["replicas"] == uninterrupted["replicas"]
+
+
+@pytest.mark.slow
+def test_clipping_acts_on_the_mean_gradient(two_replicas):
+    # The variables move by the mean gradient clipped to a global norm of
+    # 0.01, as in one process; clipping each replica's share before summing
+    # the shares would move them twice as far.
+    clipped = two_replicas["clipped"]
+    grads = [np.array(g) for g in clipped["after_grads"]]
+    for g, same in zip(grads, clipped["before_grads"], strict=True):
+        np.testing.assert_array_equal(g, same)  # same seed, same parameters
+    norm = np.sqrt(sum(np.sum(g**2) for g in grads))
+    assert norm > 0.1  # the clip is active
+    for before, after, g in zip(
+        clipped["before"], clipped["after"], grads, strict=True
+    ):
+        np.testing.assert_allclose(
+            np.array(before) - after, g * 0.01 / norm, rtol=1e-3, atol=1e-7
+        )

@@ -9,7 +9,7 @@ seed[t]                = split_seed(state[t], n=2)[0]        # as on one replica
 seed[t, r]             = stateless_fold_in(seed[t], r)       # r: replica id
 loss[t, r], grads[t, r] = value_and_gradient(loss_fn(seed[t, r]))  # S / R draws
 loss[t], grads[t]      = all_reduce_mean_r(loss[t, r], grads[t, r])
-apply grads[t] on every replica if loss[t] and grads[t] are finite
+apply grads[t] once on every replica if loss[t] and grads[t] are finite
 ```
 
 `sample_size` is the global number of draws `S`; each of the `R` replicas
@@ -218,15 +218,23 @@ def apply_on_every_replica(
 ) -> tf.Tensor:
     """Applies the all-reduced mean `grads` once per step on every replica.
 
-    Keras optimizers sum gradients over replicas in `apply_gradients`, as
-    Keras' own losses expect (each divided by the replica count); the mean,
-    divided likewise, sums back to itself.
+    Keras optimizers sum the gradients over replicas in `apply_gradients`
+    (after clipping each replica's, for `clipnorm` and the like). Replica 0
+    passes the mean and the others zeros, so the sum is the mean exactly, for
+    any replica count, and clipping acts on the mean gradient as in one
+    process (passing `mean / R` from each replica would clip each share: an
+    effective clip norm R times too large). A Keras 3 optimizer cannot apply
+    in cross-replica context inside `strategy.scope()` (it asks for a
+    `merge_call` there, outside XLA on GPUs), so the
+    optimizer's all-reduce stays: a second one per step.
     """
-    replicas = strategy.num_replicas_in_sync
 
     def apply(grads):
-        scaled = [g / tf.cast(replicas, g.dtype) for g in grads]
-        optimizer.apply_gradients(zip(scaled, variables, strict=True))
+        first = tf.equal(
+            tf.distribute.get_replica_context().replica_id_in_sync_group, 0
+        )
+        shares = [tf.where(first, g, tf.zeros_like(g)) for g in grads]
+        optimizer.apply_gradients(zip(shares, variables, strict=True))
 
     strategy.run(apply, args=(grads,))
     return tf.constant(True)
