@@ -168,3 +168,134 @@ def test_checkpointed_minibatch_fit_resumes_the_data_stream(tmp_path):
     trace, final_mean = fit(45)
     np.testing.assert_array_equal(resumed_trace, trace)
     assert resumed_mean == final_mean
+
+
+# Subsampled targets: in-memory data, the batch drawn from the call's seed.
+
+
+@pytest.mark.parametrize(
+    "arguments, error, match",
+    [
+        (dict(prior_log_prob_fn=None), TypeError, "`prior_log_prob_fn` must be"),
+        (dict(log_likelihood_fn=1.0), TypeError, "`log_likelihood_fn` must be"),
+        (dict(batch_size=0), ValueError, "between 1 and the 1000 examples"),
+        (dict(batch_size=1001), ValueError, "between 1 and the 1000 examples"),
+        (dict(batch_size=50.0), TypeError, "`batch_size` must be"),
+        (dict(batch_size=True), TypeError, "`batch_size` must be"),
+        (dict(data=(np.zeros(1000), np.zeros(999))), ValueError, "same number"),
+        (dict(data=np.float32(1.0)), ValueError, "static leading dimension"),
+        (dict(data=[1.0, 2.0]), TypeError, "`data` must be a tensor"),
+        (dict(data=()), ValueError, "holds no tensors"),
+    ],
+)
+def test_bad_subsampled_target_arguments_are_clear_errors(arguments, error, match):
+    given = dict(
+        prior_log_prob_fn=_prior,
+        log_likelihood_fn=_log_likelihood,
+        data=_data(),
+        batch_size=BATCH,
+    )
+    given.update(arguments)
+    with pytest.raises(error, match=match):
+        tve.subsampled_target(**given)
+
+
+def test_subsampled_batch_is_a_function_of_the_seed():
+    target = tve.subsampled_target(_prior, _log_likelihood, _data(), BATCH)
+    first = target.batch_indices((1, 2)).numpy()
+    np.testing.assert_array_equal(target.batch_indices((1, 2)), first)
+    assert not np.array_equal(target.batch_indices((1, 3)), first)
+    assert first.shape == (BATCH,) and 0 <= first.min() and first.max() < 1000
+    mu = tf.constant([0.5, 1.5])
+    expected = _prior(mu) + 20.0 * tf.reduce_sum(
+        _log_likelihood(tf.gather(_data(), first), mu), -1
+    )
+    np.testing.assert_allclose(target(mu, seed=(1, 2)), expected, rtol=1e-6)
+    full = _prior(mu) + tf.reduce_sum(_log_likelihood(_data(), mu), -1)
+    np.testing.assert_allclose(target.full_log_prob(mu), full, rtol=1e-6)
+
+
+def test_subsampled_loss_gradient_is_unbiased():
+    # 400 loss seeds (new surrogate draws and a new batch each): the mean
+    # gradient is within 4 standard errors, from the same draws, of the
+    # gradient of KL(q || posterior), the full-data loss's up to a constant.
+    x = _data()
+    target = tve.subsampled_target(_prior, _log_likelihood, x, BATCH)
+    q = _surrogate()
+
+    @tf.function(autograph=False)
+    def gradient(seed):
+        with tf.GradientTape() as tape:
+            loss = tve.monte_carlo_variational_loss(target, q, sample_size=4, seed=seed)
+        return tf.stack(tape.gradient(loss, q.trainable_variables))
+
+    draws = np.stack([gradient(tf.constant([7, i])).numpy() for i in range(400)])
+    with tf.GradientTape() as tape:
+        kl = tfd.kl_divergence(q, tfd.Normal(*_posterior(x)))
+    exact = np.stack(tape.gradient(kl, q.trainable_variables))
+    standard_error = draws.std(axis=0, ddof=1) / np.sqrt(len(draws))
+    np.testing.assert_array_less(np.abs(draws.mean(axis=0) - exact), 4 * standard_error)
+    # Sharp: a scale of 1 instead of N / b = 20 would remove 95% of the
+    # likelihood's part of the gradient, far beyond this tolerance.
+    np.testing.assert_array_less(4 * standard_error, 0.25 * np.abs(exact))
+
+
+def test_subsampled_fit_under_xla_reaches_the_closed_form_posterior():
+    x = _data()
+    q = _surrogate()
+    _, means, sds = tve.fit_surrogate_posterior(
+        tve.subsampled_target(_prior, _log_likelihood, x, BATCH),
+        q,
+        keras.optimizers.Adam(0.1),
+        num_steps=1500,
+        sample_size=8,
+        seed=(1, 2),
+        progress=False,
+        jit_compile=True,
+        trace_fn=lambda tq: (tq.loss, q.mean(), q.stddev()),
+    )
+    _assert_polyak_average_reaches(np.asarray(means), np.asarray(sds), x)
+
+
+def _assert_polyak_average_reaches(means, sds, x):
+    """The average of the iterates after 500 steps is the closed form.
+
+    Batches drawn with replacement do not cancel over an epoch as a shuffled
+    epoch's do, so the average keeps the batches' noise: the tolerance is 5
+    standard errors of the average, estimated from 10 blocks of iterates
+    (block means are nearly independent), and must stay far below the error
+    of a fit stuck on one batch (several posterior sds) or with a wrong
+    scale (an sd sqrt(20) times too large).
+    """
+    mean, sd = _posterior(x)
+    for iterates, expected in ((means, mean), (sds, sd)):
+        blocks = iterates[500:].reshape(10, -1).mean(axis=1)
+        standard_error = blocks.std(ddof=1) / np.sqrt(len(blocks))
+        assert 5 * standard_error < 1.5 * sd
+        np.testing.assert_allclose(blocks.mean(), expected, atol=5 * standard_error)
+
+
+def test_subsampled_target_fits_with_the_keras_model():
+    # An ordinary target to the Keras model, which hands it a new seed each
+    # step: 1,500 steps of Adam(0.1), as the fit above.
+    from tfp_vi_estimators.keras_models import SurrogatePosteriorModel
+
+    x = _data()
+    q = _surrogate()
+    model = SurrogatePosteriorModel(
+        tve.subsampled_target(_prior, _log_likelihood, x, BATCH),
+        q,
+        sample_size=8,
+        seed=3,
+    )
+    model.compile(keras.optimizers.Adam(0.1), jit_compile=True)
+
+    class Iterates(keras.callbacks.Callback):
+        means, sds = [], []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.means.append(float(q.mean()))
+            self.sds.append(float(q.stddev()))
+
+    model.fit(epochs=1, steps_per_epoch=1500, verbose=0, callbacks=[Iterates()])
+    _assert_polyak_average_reaches(np.array(Iterates.means), np.array(Iterates.sds), x)

@@ -38,7 +38,12 @@ from tfp_vi_estimators.fitting import (
     fit_surrogate_posterior_stateless,
 )
 from tfp_vi_estimators.marginal_likelihood import log_marginal_likelihood
-from tfp_vi_estimators.minibatch import MinibatchTarget, minibatch_target
+from tfp_vi_estimators.minibatch import (
+    MinibatchTarget,
+    SubsampledTarget,
+    minibatch_target,
+    subsampled_target,
+)
 from tfp_vi_estimators.psis import (
     importance_resample,
     psis_diagnostic,
@@ -101,6 +106,7 @@ __all__ = [
     "GradientEstimators",
     "MinibatchTarget",
     "QuasiMonteCarlo",
+    "SubsampledTarget",
     "amari_alpha",
     "arithmetic_geometric",
     "chi_square",
@@ -128,6 +134,7 @@ __all__ = [
     "psis_expectation",
     "psis_smooth",
     "squared_hellinger",
+    "subsampled_target",
     "symmetrized_csiszar_function",
     "t_power",
     "total_variation",

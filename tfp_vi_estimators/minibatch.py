@@ -25,12 +25,17 @@ Public API:
   batch, a callable taking the surrogate's samples as `tfp.vi` passes them.
 - `MinibatchTarget.scale(dtype)`: `num_examples / batch_size`.
 - `MinibatchTarget.repeated_dataset()`: the dataset, repeated forever.
+- `subsampled_target(prior_log_prob_fn, log_likelihood_fn, data, batch_size)`
+  for data in memory returns a `SubsampledTarget`: an ordinary target that
+  draws `batch_size` examples (uniformly, with replacement) from the seed of
+  each call and applies `N / b` itself; no `tf.data`, so the whole fit
+  compiles with XLA. `SubsampledTarget.full_log_prob` is the exact log-joint.
 
 Pass a `MinibatchTarget` as `target_log_prob_fn` to
 `tfp_vi_estimators.fit_surrogate_posterior`: each step then reads the next
 batch of the (repeated) dataset; checkpoints save the iterator's position. The
 other route of `tfp.vi` stays open: a target that takes `seed=` may subsample
-its data itself, statelessly, and apply the scale itself.
+its data itself, statelessly; `subsampled_target` builds one, with the scale.
 
 #### References
 
@@ -41,14 +46,32 @@ its data itself, statelessly, and apply the scale itself.
 import dataclasses
 import numbers
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
+import tensorflow_probability as tfp
 
-__all__ = ["MinibatchTarget", "minibatch_target"]
+__all__ = [
+    "MinibatchTarget",
+    "SubsampledTarget",
+    "minibatch_target",
+    "subsampled_target",
+]
+
+
+class _ScaledLikelihood:
+    """`num_examples / batch_size`, shared by the two kinds of minibatch target."""
+
+    num_examples: int
+    batch_size: int
+
+    def scale(self, dtype=tf.float32):
+        """`num_examples / batch_size` as a `dtype` scalar."""
+        return tf.constant(self.num_examples / self.batch_size, dtype)
 
 
 @dataclasses.dataclass(frozen=True)
-class MinibatchTarget:
+class MinibatchTarget(_ScaledLikelihood):
     """A target whose likelihood is read a minibatch at a time.
 
     Build it with `minibatch_target`, which checks the arguments.
@@ -68,29 +91,171 @@ class MinibatchTarget:
     num_examples: int
     batch_size: int
 
-    def scale(self, dtype=tf.float32):
-        """`num_examples / batch_size` as a `dtype` scalar."""
-        return tf.constant(self.num_examples / self.batch_size, dtype)
-
     def target_log_prob_fn(self, batch):
         """`log p(z) + N / b sum_{i in batch} log p(x_i | z)` of one batch."""
 
         def log_prob(*samples, seed=None, **named_samples):
             del seed  # The data is already drawn; nothing else is random.
             with tf.name_scope("minibatch_target_log_prob"):
-                prior = self.prior_log_prob_fn(*samples, **named_samples)
-                per_example = tf.convert_to_tensor(
-                    self.log_likelihood_fn(batch, *samples, **named_samples)
-                )
-                _check_per_example_shape(per_example, self.batch_size)
-                likelihood = tf.reduce_sum(per_example, axis=-1)
-                return prior + self.scale(likelihood.dtype) * likelihood
+                return _scaled_log_joint(self, batch, samples, named_samples)
 
         return log_prob
 
     def repeated_dataset(self):
         """The dataset repeated forever: one epoch after another."""
         return self.dataset.repeat()
+
+
+@dataclasses.dataclass(frozen=True)
+class SubsampledTarget(_ScaledLikelihood):
+    """A target over in-memory data that draws its own minibatch at each call.
+
+    Build it with `subsampled_target`, which checks the arguments. Called as a
+    target (`target(*samples, seed=seed)`, as the loss calls a target that
+    takes a seed), it draws `batch_size` example indices uniformly, with
+    replacement, from the seed, gathers them and returns
+    `log p(z) + N / b sum_{j=1}^{b} log p(x_{I_j} | z)`: unbiased, since each
+    `I_j` is uniform on the `N` examples. No `tf.data` iterator: the whole fit
+    loop compiles with XLA, and the batches are a function of the seed, so a
+    checkpointed fit resumes exactly.
+
+    Attributes:
+      prior_log_prob_fn: callable, `log p(z)` of the surrogate's samples.
+      log_likelihood_fn: callable `log_likelihood_fn(batch, *samples)` returning
+        the per-example log-likelihoods, shaped `sample_shape + [batch_size]`.
+      data: a `Tensor`, or a structure of them, with the `N` examples along
+        the leading dimension.
+      num_examples: Python int, `N`, read from `data`.
+      batch_size: Python int, `b`, the examples drawn per call.
+    """
+
+    prior_log_prob_fn: Callable
+    log_likelihood_fn: Callable
+    data: Any
+    num_examples: int
+    batch_size: int
+
+    def __call__(self, *samples, seed=None, **named_samples):
+        """The scaled log-joint of a batch drawn from `seed` (stateful if `None`)."""
+        with tf.name_scope("subsampled_target_log_prob"):
+            indices = self.batch_indices(seed)
+            batch = tf.nest.map_structure(lambda t: tf.gather(t, indices), self.data)
+            return _scaled_log_joint(self, batch, samples, named_samples)
+
+    def batch_indices(self, seed=None):
+        """The `batch_size` example indices drawn from `seed`, with replacement."""
+        dtype = tf.int32 if self.num_examples < 2**31 else tf.int64
+        shape = [self.batch_size]
+        if seed is None:
+            return tf.random.uniform(shape, maxval=self.num_examples, dtype=dtype)
+        return tf.random.stateless_uniform(
+            shape,
+            seed=tfp.random.sanitize_seed(seed),
+            maxval=self.num_examples,
+            dtype=dtype,
+        )
+
+    def full_log_prob(self, *samples, **named_samples):
+        """`log p(z) + sum_{i=1}^{N} log p(x_i | z)`: every example, unscaled.
+
+        The exact log-joint, for diagnostics (`psis_diagnostic`) or a
+        full-data comparison; it costs a pass over the data.
+        """
+        prior = self.prior_log_prob_fn(*samples, **named_samples)
+        per_example = self.log_likelihood_fn(self.data, *samples, **named_samples)
+        return prior + tf.reduce_sum(per_example, axis=-1)
+
+
+def subsampled_target(
+    prior_log_prob_fn: Callable,
+    log_likelihood_fn: Callable,
+    data: Any,
+    batch_size: int,
+) -> SubsampledTarget:
+    """Checks a target that subsamples in-memory data itself at each call.
+
+    ```none
+    I_1, ..., I_b  ~  Uniform{0, ..., N - 1}, drawn from the call's seed
+    target(z)      =  log p(z) + (N / b) sum_{j=1}^{b} log p(x_{I_j} | z)
+    ```
+
+    The alternative to a `tf.data` pipeline (`minibatch_target`) for data that
+    fits in memory: the batch is a `tf.gather` inside the compiled step, so
+    the step costs what a data-free step of `b` examples costs (the per-element
+    work of a shuffled `tf.data` pipeline often costs more than the step). It
+    is an ordinary target: it works with `monte_carlo_variational_loss`, both
+    fit functions, the Keras models and under `tf.distribute` (each replica
+    draws its own `b` examples from its own seed, so a step reads `R b`).
+
+    Args:
+      prior_log_prob_fn: callable returning `log p(z)` for the surrogate's
+        samples (called as `tfp.vi` calls a target).
+      log_likelihood_fn: callable `log_likelihood_fn(batch, *samples)` returning
+        one log-likelihood per example, shaped `sample_shape + [batch_size]`.
+      data: a `Tensor` or array, or a structure of them (`(features,
+        labels)`), with the examples along a static leading dimension `N`.
+      batch_size: positive Python int, `b <= N`, examples drawn per call.
+
+    Returns:
+      A `SubsampledTarget`.
+
+    Raises:
+      TypeError: for a non-callable function, a non-integer `batch_size`, or
+        `data` that is not tensors.
+      ValueError: for an empty `data`, components with different numbers of
+        examples, or a `batch_size` outside `1..N`.
+    """
+    for name, fn in (
+        ("prior_log_prob_fn", prior_log_prob_fn),
+        ("log_likelihood_fn", log_likelihood_fn),
+    ):
+        if not callable(fn):
+            raise TypeError(f"`{name}` must be callable; got {fn!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
+        raise TypeError(
+            f"`batch_size` must be a positive Python int; got {batch_size!r}."
+        )
+    num_examples = _num_examples_of(data)
+    if not 1 <= batch_size <= num_examples:
+        raise ValueError(
+            f"`batch_size={batch_size}` must be between 1 and the {num_examples} "
+            "examples in `data`."
+        )
+    return SubsampledTarget(
+        prior_log_prob_fn=prior_log_prob_fn,
+        log_likelihood_fn=log_likelihood_fn,
+        data=tf.nest.map_structure(tf.convert_to_tensor, data),
+        num_examples=num_examples,
+        batch_size=int(batch_size),
+    )
+
+
+def _num_examples_of(data):
+    """`N`, the common static leading dimension of `data`'s components."""
+    components = tf.nest.flatten(data)
+    if not components:
+        raise ValueError("`data` holds no tensors.")
+    sizes = set()
+    for component in components:
+        shape = getattr(component, "shape", None)
+        if shape is None:
+            raise TypeError(
+                "`data` must be a tensor or array, or a structure of them; got "
+                f"a component {component!r}."
+            )
+        shape = tf.TensorShape(shape)
+        if not shape.rank or shape[0] is None:
+            raise ValueError(
+                "Every component of `data` must have the examples along a static "
+                f"leading dimension; got shape {shape}."
+            )
+        sizes.add(shape[0])
+    if len(sizes) != 1:
+        raise ValueError(
+            "Every component of `data` must hold the same number of examples; "
+            f"got {sorted(sizes)}."
+        )
+    return sizes.pop()
 
 
 def minibatch_target(
@@ -208,6 +373,17 @@ def _check_against_cardinality(dataset, num_examples, batch_size):
             f"{num_examples // batch_size} full batches. Pass the number of "
             "examples in the data, and one epoch (the fit repeats it)."
         )
+
+
+def _scaled_log_joint(target, batch, samples, named_samples):
+    """`log p(z) + N / b sum_{i in batch} log p(x_i | z)` for `target`'s N, b."""
+    prior = target.prior_log_prob_fn(*samples, **named_samples)
+    per_example = tf.convert_to_tensor(
+        target.log_likelihood_fn(batch, *samples, **named_samples)
+    )
+    _check_per_example_shape(per_example, target.batch_size)
+    likelihood = tf.reduce_sum(per_example, axis=-1)
+    return prior + target.scale(likelihood.dtype) * likelihood
 
 
 def _check_per_example_shape(per_example, batch_size):
