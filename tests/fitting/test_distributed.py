@@ -375,6 +375,23 @@ for name, steps in (("resumed", (30, 60)), ("uninterrupted", (60,))):
             )
     runs[name] = dict(loss=np.asarray(losses).tolist(), replicas=replicas_of(q))
 out["mb_checkpoints"] = runs
+
+# 7e. A subsampled target: each replica draws its own 50 rows from its seed;
+# the step is the mean of the replicas' losses recomputed on one device.
+subsampled = tve.subsampled_target(mu_prior, mu_likelihood, X, 50)
+with strategy.scope():
+    loss, _ = tve.fit_surrogate_posterior(
+        subsampled, mu_surrogate(), keras.optimizers.SGD(0.0), 1, sample_size=8,
+        seed=SEED, progress=False, trace_fn=trace_loss_and_gradients,
+    )
+out["sub_step_loss"] = float(loss[0])
+out["sub_replica_losses"] = [
+    float(tve.monte_carlo_variational_loss(
+        subsampled, mu_surrogate(), sample_size=4,
+        seed=tf.random.experimental.stateless_fold_in(step_seed, r),
+    ))
+    for r in range(2)
+]
 print("RESULT" + json.dumps(out))
 """
 
@@ -535,3 +552,12 @@ def test_clipping_acts_on_the_mean_gradient(two_replicas):
         np.testing.assert_allclose(
             np.array(before) - after, g * 0.01 / norm, rtol=1e-3, atol=1e-7
         )
+
+
+@pytest.mark.slow
+def test_subsampled_target_step_is_the_mean_of_the_replicas_own_batches(two_replicas):
+    losses = two_replicas["sub_replica_losses"]
+    assert abs(losses[0] - losses[1]) > 1.0  # different draws and batches
+    np.testing.assert_allclose(
+        two_replicas["sub_step_loss"], np.mean(losses), rtol=1e-5
+    )
