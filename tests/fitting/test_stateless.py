@@ -79,6 +79,44 @@ def test_reaches_the_target_with_sgd_and_our_estimator():
     assert losses.shape == [600]
 
 
+class _Frozen:
+    """optax's interface, with zero updates."""
+
+    def init(self, params):
+        return ()
+
+    def update(self, grads, state, params=None):
+        return tf.nest.map_structure(tf.zeros_like, grads), state
+
+
+def test_rqmc_sampling_lowers_the_loss_variance_at_fixed_parameters():
+    # An optimizer that never moves: 200 steps are 200 losses at the initial
+    # parameters, one per step seed. With 16 randomized Sobol' points the
+    # variance is about a fifth of the iid one here (0.0093 against 0.045);
+    # asked: under a half. The log of a ratio of two 199-dof sample variances
+    # has a standard deviation of about 0.14, so a true ratio of 0.2 fails
+    # this only 6.5 standard deviations out, and a sampler that ignored
+    # `sampling` (ratio 1) passes it as rarely.
+    def losses(sampling):
+        _, trace = tve.fit_surrogate_posterior_stateless(
+            target_log_prob_fn,
+            build,
+            INIT,
+            _Frozen(),
+            num_steps=200,
+            sample_size=16,
+            seed=SEED,
+            sampling=sampling,
+        )
+        return np.asarray(trace)
+
+    iid, rqmc = losses("iid"), losses("rqmc")
+    assert np.var(rqmc, ddof=1) < 0.5 * np.var(iid, ddof=1)
+    # Both estimate the same expected loss.
+    standard_error = np.sqrt(np.var(iid, ddof=1) / 200 + np.var(rqmc, ddof=1) / 200)
+    assert abs(iid.mean() - rqmc.mean()) < 4 * standard_error
+
+
 def test_adam_matches_keras_adam_step_for_step():
     # The same update rule as Keras' Adam (epsilon outside the root, bias
     # corrected): five steps on a fixed quadratic give the same parameters.
@@ -105,6 +143,7 @@ def test_adam_matches_keras_adam_step_for_step():
         (dict(optimizer=tf.keras.optimizers.Adam()), TypeError, "optimizer"),
         (dict(num_steps=0), ValueError, "num_steps"),
         (dict(sample_size=0), ValueError, "sample_size"),
+        (dict(sampling="sobol"), ValueError, "sampling"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, error, match):

@@ -34,6 +34,8 @@ def fit_surrogate_posterior_stateless(
     jit_compile=False,
     seed=None,
     name="fit_surrogate_posterior",
+    *,
+    sampling="iid",
 ):
     """Fits a surrogate built from explicit parameters, as `tfp.vi`'s does.
 
@@ -76,6 +78,9 @@ def fit_surrogate_posterior_stateless(
       jit_compile: compile the steps with XLA. Default value: `False`.
       seed: PRNG seed; see `tfp.random.sanitize_seed`.
       name: name scope. Default value: `'fit_surrogate_posterior'`.
+      sampling: keyword-only; `'iid'` or `'rqmc'` (randomized quasi-Monte
+        Carlo base noise), as for `monte_carlo_variational_loss`. Default
+        value: `'iid'` (`tfp.vi`'s).
 
     Returns:
       final_parameters: the parameters after `num_steps` steps.
@@ -98,6 +103,7 @@ def fit_surrogate_posterior_stateless(
             importance_sample_size=importance_sample_size,
             gradient_estimator=gradient_estimator,
             seed=seed,
+            sampling=sampling,
         ),
     )
     stopped_needed = Density.STOPPED_PARAMETERS in config.estimator.plan.densities
