@@ -20,7 +20,7 @@ ends with the same variables and trace.
 
 Minibatched data is sharded: each step's global batch of `b` examples is split
 by `strategy.experimental_distribute_dataset` into `R` shares of `b / R` (under
-`MultiWorkerMirroredStrategy` each worker reads its own shard), and replica
+`MultiWorkerMirroredStrategy` each worker keeps only its shard), and replica
 `r` scales its share by `N / (b / R)`:
 
 ```none
@@ -225,8 +225,8 @@ def apply_on_every_replica(
     process (passing `mean / R` from each replica would clip each share: an
     effective clip norm R times too large). A Keras 3 optimizer cannot apply
     in cross-replica context inside `strategy.scope()` (it asks for a
-    `merge_call` there, outside XLA on GPUs), so the
-    optimizer's all-reduce stays: a second one per step.
+    `merge_call` there, except under XLA on GPUs), so the optimizer's
+    all-reduce stays: a second one per step.
     """
 
     def apply(grads):
