@@ -363,3 +363,32 @@ def test_a_non_finite_batch_stops_the_fit_at_its_step():
     assert caught.value.step == step
     assert f"step {step}" in str(caught.value)
     assert np.isfinite(float(q.mean()))
+
+
+def test_checkpointed_subsampled_fit_resumes_exactly(tmp_path):
+    # No iterator to save: the batches are a function of the seed state,
+    # which the checkpoint holds.
+    def fit(num_steps, checkpoint_dir=None):
+        return np.asarray(
+            tve.fit_surrogate_posterior(
+                tve.subsampled_target(_prior, _log_likelihood, _data(), BATCH),
+                _surrogate(),
+                keras.optimizers.Adam(0.05),
+                num_steps=num_steps,
+                sample_size=2,
+                seed=(1, 2),
+                progress=False,
+                jit_compile=True,
+                checkpoint_dir=checkpoint_dir,
+                checkpoint_every=10 if checkpoint_dir else None,
+            )
+        )
+
+    fit(30, str(tmp_path))
+    np.testing.assert_array_equal(fit(45, str(tmp_path)), fit(45))
+
+
+def test_subsampled_target_repr_leaves_out_the_data():
+    text = repr(tve.subsampled_target(_prior, _log_likelihood, _data(), BATCH))
+    assert "num_examples=1000" in text and "batch_size=50" in text
+    assert "data=" not in text

@@ -106,7 +106,7 @@ class MinibatchTarget(_ScaledLikelihood):
         return self.dataset.repeat()
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # holds tensors: equal if the same
 class SubsampledTarget(_ScaledLikelihood):
     """A target over in-memory data that draws its own minibatch at each call.
 
@@ -131,7 +131,7 @@ class SubsampledTarget(_ScaledLikelihood):
 
     prior_log_prob_fn: Callable
     log_likelihood_fn: Callable
-    data: Any
+    data: Any = dataclasses.field(repr=False)
     num_examples: int
     batch_size: int
 
