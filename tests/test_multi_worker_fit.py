@@ -21,9 +21,11 @@ the optimizer state, the seed state and the trace, then runs the same float32
 operations as the uninterrupted job.
 """
 
-import importlib.util
+import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -141,44 +143,54 @@ def test_killed_job_resumes_from_the_last_checkpoint_and_ends_where_uninterrupte
     assert jobs["worker_dirs"] == []
 
 
+# Recomputes, on one device, what worker r computes at step 0 of the
+# minibatch job: rows [20 r, 20 r + 20) of the first global batch, scaled by
+# 500 / 20, with 4 draws seeded by fold_in(step seed, r). It runs in a fresh
+# interpreter, as the workers do: the seeded shuffle's order depends on TF's
+# global seed, which other tests in this process may have set.
+_SHARD_LOSSES = r"""
+import importlib.util, json, sys
+import tensorflow as tf
+import tensorflow_probability as tfp
+import tfp_vi_estimators as tve
+
+spec = importlib.util.spec_from_file_location("multi_worker_fit", sys.argv[1])
+example = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(example)
+target = example.minibatched_logistic_regression(500, 20, int(sys.argv[2]))
+x, y = next(iter(target.dataset))
+step_seed = tfp.random.split_seed(tfp.random.sanitize_seed((1, 2), salt="minimize"), 2)[0]
+share = int(sys.argv[2]) // 2
+losses = [
+    float(tve.monte_carlo_variational_loss(
+        lambda w, part=(x[share * r : share * (r + 1)], y[share * r : share * (r + 1)]): (
+            example.prior_log_prob(w)
+            + 500 / share * tf.reduce_sum(example.log_likelihood(part, w), -1)
+        ),
+        example.surrogate(20),
+        sample_size=4,
+        seed=tf.random.experimental.stateless_fold_in(step_seed, r),
+    ))
+    for r in range(2)
+]
+print("LOSSES" + json.dumps(losses))
+"""
+
+
 @pytest.mark.parametrize("jobs", ["minibatch"], indirect=True)
 def test_minibatch_step_is_the_mean_of_the_workers_shards(jobs):
-    # Worker r reads rows [20 r, 20 r + 20) of the first global batch, scales
-    # them by 500 / 20 and draws 4 samples with fold_in(step seed, r): the
-    # step-0 loss both workers report is the mean of the two, recomputed here
-    # on one device.
-    import tensorflow as tf
-    import tensorflow_probability as tfp
-
-    import tfp_vi_estimators as tve
-
-    example = _example()
-    target = example.minibatched_logistic_regression(500, 20, BATCH_SIZE["minibatch"])
-    x, y = next(iter(target.dataset))
-    step_seed = tfp.random.split_seed(
-        tfp.random.sanitize_seed((1, 2), salt="minimize"), 2
-    )[0]
-    losses = []
-    for r in range(NUM_WORKERS):
-        share = (x[20 * r : 20 * r + 20], y[20 * r : 20 * r + 20])
-        losses.append(
-            tve.monte_carlo_variational_loss(
-                lambda w, share=share: (
-                    example.prior_log_prob(w)
-                    + 25.0 * tf.reduce_sum(example.log_likelihood(share, w), -1)
-                ),
-                example.surrogate(20),
-                sample_size=4,
-                seed=tf.random.experimental.stateless_fold_in(step_seed, r),
-            )
-        )
+    # Each worker reads its own 20-row shard of the 40-row global batch: the
+    # step-0 loss both workers report is the mean of the two shards' losses.
+    result = subprocess.run(
+        [sys.executable, "-c", _SHARD_LOSSES, SCRIPT, str(BATCH_SIZE["minibatch"])],
+        env=dict(os.environ, PYTHONPATH=workers.REPO, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        timeout=workers.TIMEOUT_S,
+    )
+    lines = [x for x in result.stdout.splitlines() if x.startswith("LOSSES")]
+    assert lines, result.stderr[-3000:]
+    losses = json.loads(lines[0][len("LOSSES") :])
     for summary in jobs["uninterrupted"]:
         np.testing.assert_allclose(summary["loss"][0], np.mean(losses), rtol=1e-5)
-    assert abs(float(losses[0]) - float(losses[1])) > 1.0  # different shards
-
-
-def _example():
-    spec = importlib.util.spec_from_file_location("multi_worker_fit", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    assert abs(losses[0] - losses[1]) > 1.0  # different shards
