@@ -32,20 +32,17 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_vi_estimators as tve
+from tfp_vi_estimators.problems import logistic_regression_data
 
 tfd = tfp.distributions
 
 
 def problem(num_rows=2000, dim=20, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((num_rows, dim)).astype(np.float32)
-    w = rng.standard_normal(dim).astype(np.float32)
-    y = (rng.random(num_rows) < 1 / (1 + np.exp(-x @ w))).astype(np.float32)
+    x, y, _ = logistic_regression_data(num_rows, dim, seed)
 
     def target_log_prob_fn(weights):
         prior = tf.reduce_sum(tfd.Normal(0.0, 1.0).log_prob(weights), -1)

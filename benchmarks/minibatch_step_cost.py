@@ -27,22 +27,19 @@ import statistics
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators.minibatch import minibatch_target
+from tfp_vi_estimators.problems import logistic_regression_data
 
 tfd = tfp.distributions
 DIM = 20
 
 
 def data(rows, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((rows, DIM)).astype(np.float32)
-    w = rng.standard_normal(DIM).astype(np.float32)
-    y = (rng.random(rows) < 1 / (1 + np.exp(-x @ w))).astype(np.float32)
+    x, y, _ = logistic_regression_data(rows, DIM, seed)
     return x, y
 
 

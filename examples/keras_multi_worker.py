@@ -44,16 +44,14 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
 from tfp_vi_estimators import keras_models  # noqa: E402
+from tfp_vi_estimators.problems import logistic_regression_data  # noqa: E402
 
 tfd = tfp.distributions
 
 
 def logistic_regression(num_rows, dim, seed=0):
     """Features, labels, prior and per-example log-likelihood."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((num_rows, dim)).astype(np.float32)
-    w = rng.standard_normal(dim).astype(np.float32)
-    y = (rng.random(num_rows) < 1 / (1 + np.exp(-x @ w))).astype(np.float32)
+    x, y, _ = logistic_regression_data(num_rows, dim, seed)
     prior = tfd.Independent(tfd.Normal(tf.zeros(dim), 1.0), 1)
 
     def log_likelihood_fn(batch, weights):  # [S, dim] -> [S, batch_size]

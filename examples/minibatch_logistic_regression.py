@@ -25,6 +25,7 @@ from sklearn.datasets import load_breast_cancer
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators.minibatch import minibatch_target
+from tfp_vi_estimators.problems import logistic_regression_data
 
 tfd = tfp.distributions
 
@@ -93,10 +94,7 @@ def breast_cancer(steps, batch_size):
 
 
 def synthetic(rows, steps, batch_size, dim=20):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((rows, dim)).astype(np.float32)
-    w = rng.standard_normal(dim).astype(np.float32)
-    y = (rng.random(rows) < 1 / (1 + np.exp(-x @ w))).astype(np.float32)
+    x, y, w = logistic_regression_data(rows, dim)
     dataset = (
         tf.data.Dataset.from_tensor_slices((x, y))
         .shuffle(100_000, seed=0)

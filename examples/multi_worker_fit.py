@@ -52,17 +52,9 @@ import tensorflow_probability as tfp  # noqa: E402
 
 import tfp_vi_estimators as tve  # noqa: E402
 from tfp_vi_estimators import local_cluster  # noqa: E402
+from tfp_vi_estimators.problems import logistic_regression_data  # noqa: E402
 
 tfd = tfp.distributions
-
-
-def logistic_regression_data(num_rows, dim, seed=0):
-    """Synthetic features `[num_rows, dim]` and 0/1 labels `[num_rows]`."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((num_rows, dim)).astype(np.float32)
-    w = rng.standard_normal(dim).astype(np.float32)
-    y = (rng.random(num_rows) < 1 / (1 + np.exp(-x @ w))).astype(np.float32)
-    return x, y
 
 
 def prior_log_prob(weights):  # [S, dim] -> [S]
@@ -77,7 +69,7 @@ def log_likelihood(batch, weights):  # ([b, dim], [b]), [S, dim] -> [S, b]
 
 def logistic_regression(num_rows, dim, seed=0):
     """The log joint of Bayesian logistic regression on synthetic data."""
-    data = logistic_regression_data(num_rows, dim, seed)
+    data = logistic_regression_data(num_rows, dim, seed)[:2]
 
     def target_log_prob_fn(weights):  # [S, dim] -> [S]
         return prior_log_prob(weights) + tf.reduce_sum(
@@ -96,7 +88,7 @@ def minibatched_logistic_regression(num_rows, dim, batch_size, seed=0):
     """
     dataset = (
         tf.data.Dataset.from_tensor_slices(
-            logistic_regression_data(num_rows, dim, seed)
+            logistic_regression_data(num_rows, dim, seed)[:2]
         )
         .shuffle(num_rows, seed=seed)
         .batch(batch_size, drop_remainder=True)

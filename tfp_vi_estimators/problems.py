@@ -17,6 +17,9 @@ variables, and the variables whose gradients are measured.
 - `mlp_decoder(latent, data)`: `p(z) p(x | z)` with a `latent`-64-64-`data`
   tanh MLP decoder of Bernoulli logits whose weights are model parameters,
   and a full-rank Gaussian surrogate; the speed table's second problem.
+- `logistic_regression_data(num_rows, dim, seed)`: synthetic features, 0/1
+  labels and the true weights of a logistic regression; the data of the
+  minibatch and multi-worker examples and benchmarks.
 
 `DecoderProblem` is the one-latent model with a decoder parameter of the
 report's bias table (and of the statistical tests): `z ~ N(0, 1)`,
@@ -40,6 +43,7 @@ __all__ = [
     "DecoderProblem",
     "Problem",
     "gaussian",
+    "logistic_regression_data",
     "mixed_discrete",
     "mixture",
     "mlp_decoder",
@@ -55,6 +59,19 @@ class Problem:
     surrogate: object
     variables: list
     description: str = ""
+
+
+def logistic_regression_data(num_rows, dim, seed=0):
+    """Synthetic logistic-regression data: `(x, y, w)`, float32 numpy arrays.
+
+    `x ~ N(0, I)` is `[num_rows, dim]`, the true weights `w ~ N(0, I)` are
+    `[dim]` and the labels `y ~ Bernoulli(sigmoid(x w))` are `[num_rows]`.
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((num_rows, dim)).astype(np.float32)
+    w = rng.standard_normal(dim).astype(np.float32)
+    y = (rng.random(num_rows) < 1 / (1 + np.exp(-x @ w))).astype(np.float32)
+    return x, y, w
 
 
 def gaussian(dim=5, log_evidence=-20.0, seed=0):
