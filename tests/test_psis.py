@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from modes import assert_raises, mode_parameter
 from stat_helpers import Z_TOLERANCE
 
@@ -116,21 +118,148 @@ def test_eager_graph_and_xla_give_the_same_values():
         np.testing.assert_allclose(other[1], eager[1], rtol=0, atol=1e-5)
 
 
+def _with(value, index, row=None):
+    """`[2, 10]` log-weights, `value` at `[row or 0, index]`."""
+    log_weights = np.linspace(-1.0, 1.0, 20).reshape(2, 10)
+    log_weights[row or 0, index] = value
+    return log_weights
+
+
+_ALL_MINUS_INF_ROW = np.where(np.arange(20).reshape(2, 10) < 10, -np.inf, 0.0)
+
+
 @mode_parameter
 @pytest.mark.parametrize(
     "log_weights, axis, error, match",
     [
         (np.zeros([10], np.int32), 0, TypeError, "`log_weights` must be a floating"),
+        (np.zeros([10], np.complex64), 0, TypeError, "`log_weights` must be a float"),
+        (["a", "b"], 0, TypeError, "`log_weights` must be a floating"),
+        (None, 0, TypeError, "`log_weights` must be a floating"),
+        ({"a": np.zeros(3)}, 0, TypeError, "`log_weights` must be a floating"),
         (np.zeros([10]), 1, ValueError, "`axis` must index"),
         (np.zeros([10]), 0.0, TypeError, "`axis` must be a Python integer"),
+        (np.zeros([10]), True, TypeError, "`axis` must be a Python integer"),
         (np.float32(1.0), 0, ValueError, "`axis` must index"),
         (np.zeros([1, 3]), 0, ValueError, "at least 2 along `axis`"),
+        (np.zeros([0]), 0, ValueError, "at least 2 along `axis`"),
+        (_with(np.nan, 3), -1, ValueError, "`log_weights` must be finite.*1 NaN"),
+        (_with(np.inf, 9), -1, ValueError, "`log_weights` must be finite.*1 \\+inf"),
+        (_ALL_MINUS_INF_ROW, -1, ValueError, "1 batch members all -inf"),
     ],
 )
 def test_bad_log_weights_or_axis_name_the_argument(
     mode, log_weights, axis, error, match
 ):
+    given = None if log_weights is None else np.array(log_weights, copy=True)
     assert_raises(mode, lambda: psis.psis_smooth(log_weights, axis), error, match)
+    if given is not None:
+        np.testing.assert_array_equal(log_weights, given)  # not mutated
+
+
+def test_bad_name_is_refused():
+    with pytest.raises(TypeError, match="`name` must be None or a str"):
+        psis.psis_smooth(np.zeros(10), name=3)
+
+
+def test_minus_infinity_is_a_zero_weight_and_input_is_not_mutated():
+    log_weights = _log_weights("medium", 8, (2, 200))
+    log_weights[:, :7] = -np.inf
+    given = log_weights.copy()
+    smoothed, pareto_k = psis.psis_smooth(log_weights, axis=-1)
+    np.testing.assert_array_equal(log_weights, given)
+    np.testing.assert_array_equal(smoothed[:, :7], -np.inf)
+    np.testing.assert_allclose(np.exp(smoothed).sum(-1), 1.0, rtol=1e-12)
+    assert np.all(np.isfinite(pareto_k))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_traced_bad_rows_get_nan_and_the_others_their_eager_values(jit_compile):
+    # Inside a tf.function the values are unknown at trace time: a row with
+    # NaN, +inf or only -inf gets k-hat NaN and NaN weights; the rest as eagerly.
+    good = _log_weights("medium", 9, (100,))
+    rows = np.stack([good, good, good, good])
+    rows[1, 5], rows[2, 7], rows[3] = np.nan, np.inf, -np.inf
+    smooth = tf.function(
+        lambda x: psis.psis_smooth(x, axis=-1),
+        input_signature=[tf.TensorSpec([4, 100], tf.float64)],
+        jit_compile=jit_compile,
+    )
+    smoothed, pareto_k = smooth(rows)
+    assert np.all(np.isnan(pareto_k[1:])) and np.all(np.isnan(smoothed[1:]))
+    eager_smoothed, eager_k = psis.psis_smooth(good)
+    np.testing.assert_allclose(smoothed[0], eager_smoothed, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(pareto_k[0], eager_k, rtol=0, atol=1e-10)
+    assert psis.khat_verdict(float(pareto_k[1]), 100) == "bad"
+
+
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16])
+def test_half_precision_is_smoothed_in_float32_and_returned_as_given(dtype):
+    log_weights = tf.constant(_log_weights("medium", 10, (1000,)) - 50.0, dtype)
+    smoothed, pareto_k = psis.psis_smooth(log_weights)
+    assert smoothed.dtype == pareto_k.dtype == dtype
+    expected, expected_k = psis.psis_smooth(tf.cast(log_weights, tf.float32))
+    # The float32 result of the same (16-bit) input, rounded once to the
+    # 16-bit dtype: a relative error of at most one ulp, 2^-(mantissa bits).
+    resolution = 2.0 ** -(10 if dtype == tf.float16 else 7)
+    for value, reference in ((smoothed, expected), (pareto_k, expected_k)):
+        np.testing.assert_allclose(
+            tf.cast(value, tf.float32), reference, rtol=resolution, atol=0
+        )
+
+
+# Property: for any finite log-weights, the smoothed weights are finite,
+# normalised and in the order of the raw weights. Random arrays of up to 2000
+# draws span every tail length and shape fit; explicit short lists reach the
+# tiny sizes and the extremes of each dtype; rounding to a few levels makes
+# ties, including ties across the tail's cutoff.
+@st.composite
+def _finite_log_weights(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    if draw(st.booleans()):
+        width = 32 if dtype is np.float32 else 64
+        floats = st.floats(allow_nan=False, allow_infinity=False, width=width)
+        return np.asarray(draw(st.lists(floats, min_size=2, max_size=12)), dtype)
+    size = draw(st.integers(2, 2000))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = draw(st.sampled_from(["normal", "heavy", "uniform"]))
+    x = {
+        "normal": lambda: rng.normal(size=size),
+        "heavy": lambda: np.log(np.abs(rng.standard_t(1.0, size=size))),
+        "uniform": lambda: rng.uniform(-1.0, 1.0, size=size),
+    }[x]()
+    levels = draw(st.sampled_from([0, 1, 2, 5]))  # 0: no rounding
+    if levels:
+        x = np.round(x / np.abs(x).max() * levels)
+    # Dynamic ranges from 1e-3 to 1e37 (float32) or 1e300 (float64).
+    exponent = draw(st.integers(-3, 37 if dtype is np.float32 else 300))
+    return (x / max(np.abs(x).max(), 1.0) * 10.0**exponent).astype(dtype)
+
+
+@settings(max_examples=40, deadline=None)
+@given(log_weights=_finite_log_weights())
+def test_smoothed_weights_are_finite_normalised_and_order_preserving(log_weights):
+    smoothed, pareto_k = psis.psis_smooth(log_weights)
+    smoothed = smoothed.numpy()
+    assert smoothed.dtype == log_weights.dtype and not np.isnan(pareto_k)
+    weights = np.exp(smoothed)  # in the dtype, as a caller would
+    assert np.all(np.isfinite(weights))
+    # Each weight exp(l_i - lse) carries a relative error of eps (exp) plus
+    # eps |l_i - lse| (the subtraction), and w |log w| <= 1/e, so the S
+    # weights add at most S eps (1 + 1/e); the logsumexp's sum of S terms
+    # moves every weight by at most S eps more. Bound: (2 S + 4) eps (the sum
+    # itself is taken in float64).
+    tolerance = (2 * log_weights.size + 4) * np.finfo(log_weights.dtype).eps
+    assert abs(weights.astype(np.float64).sum() - 1.0) <= tolerance
+    # Grouped by equal raw values (ties may be smoothed to different values),
+    # every smoothed weight of a larger raw value is at least every one of a
+    # smaller raw value.
+    order = np.argsort(log_weights, kind="stable")
+    raw, sorted_smoothed = log_weights[order], smoothed[order]
+    starts = np.flatnonzero(np.r_[True, raw[1:] != raw[:-1]])
+    smallest = np.minimum.reduceat(sorted_smoothed, starts)
+    largest = np.maximum.reduceat(sorted_smoothed, starts)
+    assert np.all(smallest[1:] >= largest[:-1])
 
 
 def test_unknown_number_of_draws_is_refused_at_trace_time():
@@ -353,45 +482,179 @@ def test_target_with_one_value_per_dimension_is_refused():
 _SURROGATE = tfd.Normal(0.0, 1.0)
 
 
+def _variable_surrogate():
+    return tfd.Normal(tf.Variable([0.1, -0.2]), 1.0)
+
+
+def _resample(**arguments):
+    return psis.importance_resample(num_samples=5, **arguments)
+
+
+_BAD_DRAW_ARGUMENTS = [
+    (dict(target_log_prob_fn=1.0), TypeError, "`target_log_prob_fn` must be"),
+    (dict(surrogate_posterior="q"), TypeError, "`surrogate_posterior` must be"),
+    (dict(num_draws=1), ValueError, "`num_draws` must be at least 2"),
+    (dict(num_draws=-5), ValueError, "`num_draws` must be at least 2"),
+    (dict(num_draws=100.0), TypeError, "`num_draws` must be a Python integer"),
+    (dict(num_draws=True), TypeError, "`num_draws` must be a Python integer"),
+    (dict(num_draws=tf.constant(100)), TypeError, "`num_draws` must be a Python"),
+    (dict(seed=(1, 2, 3)), ValueError, "`seed`"),
+    (dict(seed=1.5), TypeError, "`seed`"),
+    (dict(name=3), TypeError, "`name` must be None or a str"),
+]
+
+
 @mode_parameter
+@pytest.mark.parametrize("kwargs, error, match", _BAD_DRAW_ARGUMENTS)
 @pytest.mark.parametrize(
-    "kwargs, error, match",
-    [
-        (dict(target_log_prob_fn=1.0), TypeError, "`target_log_prob_fn` must be"),
-        (dict(surrogate_posterior="q"), TypeError, "`surrogate_posterior` must be"),
-        (dict(num_draws=1), ValueError, "`num_draws` must be at least 2"),
-        (dict(num_draws=100.0), TypeError, "`num_draws` must be a Python integer"),
-        (dict(num_draws=tf.constant(100)), TypeError, "`num_draws` must be a Python"),
-        (dict(seed=(1, 2, 3)), ValueError, "`seed`"),
-    ],
-)
-@pytest.mark.parametrize(
-    "function", [psis.psis_draws, psis.psis_diagnostic], ids=lambda f: f.__name__
+    "function",
+    [psis.psis_draws, psis.psis_diagnostic, _resample],
+    ids=lambda f: f.__name__,
 )
 def test_bad_arguments_name_the_argument(mode, function, kwargs, error, match):
+    surrogate = _variable_surrogate()
     arguments = dict(
         target_log_prob_fn=_SURROGATE.log_prob,
-        surrogate_posterior=_SURROGATE,
+        surrogate_posterior=surrogate,
         num_draws=100,
         seed=None,
     )
     arguments.update(kwargs)
     assert_raises(mode, lambda: function(**arguments), error, match)
+    np.testing.assert_array_equal(surrogate.loc.numpy(), np.float32([0.1, -0.2]))
 
 
-def test_importance_resample_checks_num_samples():
-    with pytest.raises(ValueError, match="`num_samples` must be at least 1"):
-        psis.importance_resample(_SURROGATE.log_prob, _SURROGATE, 0)
+@pytest.mark.parametrize(
+    "num_samples, error, match",
+    [
+        (0, ValueError, "`num_samples` must be at least 1"),
+        (-3, ValueError, "`num_samples` must be at least 1"),
+        (2.5, TypeError, "`num_samples` must be a positive integer"),
+        (True, TypeError, "`num_samples` must be an integer"),
+        ("3", TypeError, "`num_samples` must be a positive integer"),
+        (tf.constant(3.0), TypeError, "`num_samples` must be an integer"),
+    ],
+)
+def test_importance_resample_checks_num_samples(num_samples, error, match):
+    with pytest.raises(error, match=match):
+        psis.importance_resample(_SURROGATE.log_prob, _SURROGATE, num_samples)
 
 
-def test_psis_expectation_checks_its_arguments():
-    draws = psis.psis_draws(_SURROGATE.log_prob, _SURROGATE, 100, seed=(1, 1))
-    with pytest.raises(TypeError, match="`fn` must be"):
-        psis.psis_expectation(None, draws)
-    with pytest.raises(TypeError, match="`draws` must be a PSISDraws"):
-        psis.psis_expectation(tf.identity, (draws.samples, draws.log_weights))
-    with pytest.raises(ValueError, match="`fn` must return values shaped"):
-        psis.psis_expectation(lambda z: z[:10], draws)
+def _nan_above_one(z):
+    """The target's density, but NaN for z > 1 in batch member 1 (of 2)."""
+    return tf.where((z > 1.0) & tf.equal(tf.range(2), 1), np.nan, -0.5 * z**2)
+
+
+_BAD_VALUES = [
+    (_nan_above_one, [0.0, 0.0], "`target_log_prob_fn` must return finite"),
+    (lambda z: tf.where(z > 1.0, np.inf, -(z**2)), [0.0, 0.0], "NaN or \\+inf"),
+    (
+        lambda z: tf.fill(tf.shape(z), -np.inf),
+        [0.0, 0.0],
+        "`target_log_prob_fn` is -inf at every draw of 2 batch member",
+    ),
+    (lambda z: -(z**2), [np.nan, 0.0], "`surrogate_posterior`'s log-density"),
+]
+
+
+@pytest.mark.parametrize("target, loc, match", _BAD_VALUES)
+@pytest.mark.parametrize(
+    "function",
+    [psis.psis_draws, psis.psis_diagnostic, _resample],
+    ids=lambda f: f.__name__,
+)
+def test_eager_draws_without_usable_weights_name_the_culprit(
+    function, target, loc, match
+):
+    surrogate = tfd.Normal(tf.Variable(loc), 1.0)
+    with pytest.raises(ValueError, match=match):
+        function(
+            target_log_prob_fn=target,
+            surrogate_posterior=surrogate,
+            num_draws=200,
+            seed=(1, 2),
+        )
+    np.testing.assert_array_equal(surrogate.loc.numpy(), np.float32(loc))
+
+
+def test_traced_draws_flag_the_bad_batch_member_with_nan():
+    # In a graph (XLA flags alike: see the psis_smooth test above).
+    surrogate = tfd.Normal([0.0, 0.0], 1.0)
+
+    @tf.function
+    def run():
+        draws = psis.psis_draws(_nan_above_one, surrogate, 200, seed=(1, 2))
+        resampled = psis.importance_resample(
+            _nan_above_one, surrogate, 50, 200, seed=(1, 2)
+        )
+        return draws, resampled
+
+    draws, resampled = run()
+    assert np.isfinite(draws.pareto_k[0]) and np.isnan(draws.pareto_k[1])
+    assert np.all(np.isnan(draws.log_weights[:, 1]))
+    assert np.all(np.isfinite(resampled.samples[:, 0]))
+    assert np.all(np.isnan(resampled.samples[:, 1]))
+    # Back in eager mode the flagged weights are refused by name.
+    with pytest.raises(ValueError, match="`draws.log_weights` must be finite"):
+        psis.psis_expectation(tf.identity, draws)
+
+
+def test_khat_report_gives_nan_and_the_cause_instead_of_raising():
+    with pytest.warns(psis.PSISWarning, match="returned NaN or \\+inf"):
+        pareto_k, message = psis.khat_report(
+            _nan_above_one, tfd.Normal([0.0, 0.0], 1.0), 200, seed=(1, 2)
+        )
+    assert np.isnan(pareto_k) and "cannot be judged" in message
+
+
+def _draws():
+    return psis.psis_draws(_SURROGATE.log_prob, _SURROGATE, 100, seed=(1, 1))
+
+
+@pytest.mark.parametrize(
+    "fn, draws, error, match",
+    [
+        (None, _draws, TypeError, "`fn` must be"),
+        (tf.identity, lambda: tuple(_draws()[:2]), TypeError, "`draws` must be a PSI"),
+        (lambda z: z[:10], _draws, ValueError, "`fn` must return values shaped"),
+        (lambda z: None, _draws, TypeError, "`fn` must return a numeric tensor"),
+        (lambda z: {"z": z}, _draws, TypeError, "`fn` must return a numeric tensor"),
+        (tf.strings.as_string, _draws, TypeError, "`fn` must return a real tensor"),
+        (tf.math.log, _draws, ValueError, "`fn` must return finite values"),
+        (
+            tf.identity,
+            lambda: _draws()._replace(log_weights=tf.zeros([100], tf.int32)),
+            TypeError,
+            "`draws.log_weights` must be a floating-point tensor",
+        ),
+        (
+            tf.identity,
+            lambda: _draws()._replace(log_weights=tf.constant(0.0)),
+            ValueError,
+            "`draws.log_weights` must have a draws axis",
+        ),
+        (
+            tf.identity,
+            lambda: _draws()._replace(samples=tf.zeros([99])),
+            ValueError,
+            "`draws.samples` must be shaped",
+        ),
+        (
+            tf.identity,
+            lambda: _draws()._replace(log_weights=tf.fill([100], np.nan)),
+            ValueError,
+            "`draws.log_weights` must be finite.*100 NaN",
+        ),
+    ],
+)
+def test_psis_expectation_checks_its_arguments(fn, draws, error, match):
+    with pytest.raises(error, match=match):
+        psis.psis_expectation(fn, draws())
+
+
+def test_psis_expectation_checks_its_name():
+    with pytest.raises(TypeError, match="`name` must be None or a str"):
+        psis.psis_expectation(tf.identity, _draws(), name=1)
 
 
 # ----------------------------------------------------- verdicts and reports

@@ -136,7 +136,16 @@ def psis_smooth(log_weights, axis: int = 0, name: str | None = None):
     k-hat is `inf` (and nothing is smoothed) when fewer than 5 values lie
     strictly above the cutoff. One deviation: log-weights that are all equal
     (a surrogate equal to the target up to a constant) give k-hat `-inf`, the
-    limit of a bounded tail, where ArviZ gives `inf`.
+    limit of a bounded tail, where ArviZ gives `inf`. Half-precision
+    log-weights are smoothed in float32 and returned in their own dtype.
+
+    A log-weight of `-inf` is a zero weight; NaN, `+inf` and a batch member
+    whose log-weights are all `-inf` have no weights to smooth. Values known
+    when the call is made (NumPy arrays, eager tensors, constants) are checked
+    and raise `ValueError`; values computed inside a `tf.function` or under
+    XLA are known only when it runs, so there such a batch member gets k-hat
+    NaN and NaN smoothed log-weights (no assert op: XLA drops them, and they
+    would wait on the device). `khat_verdict` reads k-hat NaN as `'bad'`.
 
     Args:
       log_weights: floating-point `Tensor` of log importance ratios
@@ -152,25 +161,41 @@ def psis_smooth(log_weights, axis: int = 0, name: str | None = None):
       Neither is differentiable (the weights are a diagnostic).
 
     Raises:
-      TypeError: if `log_weights` is not floating-point or `axis` is not an
-        integer.
+      TypeError: if `log_weights` is not a floating-point tensor (or
+        convertible to one), `axis` is not an integer or `name` not a string.
       ValueError: if `axis` is out of range or the size along it is unknown
-        or below 2.
+        or below 2; if statically known log-weights hold NaN or `+inf`, or a
+        batch member's are all `-inf`.
     """
+    checks.check_name(name)
+    log_weights, axis = _check_log_weights(log_weights, axis)
+    _check_log_weight_values("log_weights", log_weights, axis)
     with tf.name_scope(name or "psis_smooth"):
-        log_weights, axis = _check_log_weights(log_weights, axis)
+        dtype = log_weights.dtype
         moved = tf.stop_gradient(_move_axis(log_weights, axis, -1))
         num_draws = moved.shape[-1]
         flat = tf.reshape(moved, [-1, num_draws])
+        if dtype.size < 4:  # float16, bfloat16: the Pareto fit needs float32
+            flat = tf.cast(flat, tf.float32)
         smoothed, pareto_k = _smooth_rows(flat, num_draws)
-        smoothed = _move_axis(tf.reshape(smoothed, tf.shape(moved)), -1, axis)
-        return smoothed, tf.reshape(pareto_k, tf.shape(moved)[:-1])
+        smoothed, pareto_k = _flag_invalid_rows(flat, smoothed, pareto_k)
+        smoothed = tf.cast(tf.reshape(smoothed, tf.shape(moved)), dtype)
+        pareto_k = tf.cast(pareto_k, dtype)
+        return _move_axis(smoothed, -1, axis), tf.reshape(
+            pareto_k, tf.shape(moved)[:-1]
+        )
 
 
 def _check_log_weights(log_weights, axis):
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"`axis` must be a Python integer; got {axis!r}.")
-    log_weights = tf.convert_to_tensor(log_weights)
+    try:
+        log_weights = tf.convert_to_tensor(log_weights)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            "`log_weights` must be a floating-point tensor or array; got "
+            f"{log_weights!r} of type {type(log_weights).__name__}."
+        ) from error
     if not log_weights.dtype.is_floating:
         raise TypeError(
             "`log_weights` must be a floating-point tensor; got "
@@ -190,6 +215,48 @@ def _check_log_weights(log_weights, axis):
             f"`axis`={axis}; got shape {log_weights.shape}."
         )
     return log_weights, axis
+
+
+def _invalid_log_weights(values, axis):
+    """What makes concrete log-weights unusable, in words, or `None`."""
+    values = np.asarray(values, np.float64)
+    problems = []
+    for count, what in (
+        (np.isnan(values).sum(), "NaN"),
+        (np.isposinf(values).sum(), "+inf"),
+        (np.all(np.isneginf(values), axis=axis).sum(), "batch members all -inf"),
+    ):
+        if count:
+            problems.append(f"{count} {what}")
+    return ", ".join(problems) or None
+
+
+def _check_log_weight_values(name, log_weights, axis):
+    """Raises for statically known log-weights that have no weights to smooth.
+
+    Reads nothing that is not already known: inside a traced function a
+    computed tensor has no static value and `_flag_invalid_rows` marks it.
+    """
+    values = tf.get_static_value(log_weights)
+    problems = None if values is None else _invalid_log_weights(values, axis)
+    if problems:
+        raise ValueError(
+            f"`{name}` must be finite or -inf (a zero weight), with a value "
+            f"above -inf in every batch member along `axis`; got {problems} "
+            f"(shape {log_weights.shape})."
+        )
+
+
+def _flag_invalid_rows(log_weights, smoothed, pareto_k):
+    """NaN smoothed weights and k-hat for rows with NaN, +inf or only -inf."""
+    invalid = tf.reduce_any(
+        tf.math.is_nan(log_weights) | tf.equal(log_weights, np.inf), axis=-1
+    ) | tf.reduce_all(tf.equal(log_weights, -np.inf), axis=-1)
+    nan = tf.constant(np.nan, smoothed.dtype)
+    return (
+        tf.where(invalid[:, tf.newaxis], nan, smoothed),
+        tf.where(invalid, nan, pareto_k),
+    )
 
 
 def _move_axis(x, source, destination):
@@ -356,29 +423,82 @@ def psis_draws(
     Raises:
       TypeError, ValueError: for a bad argument, naming it, before any draw;
         `ValueError` for a target whose output is not one log-density per
-        sample.
+        sample, and, when the draws are computed eagerly, for a target that
+        is NaN or `+inf` at a draw (or `-inf` at all draws of a batch member)
+        or a surrogate whose log-density at its own draws is not finite.
+        Inside a `tf.function` those batch members get k-hat NaN instead
+        (see `psis_smooth`).
     """
-    _check_draw_arguments(target_log_prob_fn, surrogate_posterior, num_draws, seed)
+    _check_draw_arguments(
+        target_log_prob_fn, surrogate_posterior, num_draws, seed, name
+    )
     with tf.name_scope(name or "psis_draws"):
-        sample_seed, target_seed = tfp.random.split_seed(seed, 2)
-        samples, surrogate_log_prob = (
-            surrogate_posterior.experimental_sample_and_log_prob(
-                num_draws, seed=sample_seed
-            )
+        samples, target_log_prob, surrogate_log_prob = _draw(
+            target_log_prob_fn, surrogate_posterior, num_draws, seed
         )
-        target_log_prob = targets.check_target_output(
-            targets.call_target(target_log_prob_fn, samples, target_seed),
-            tf.TensorSpec(surrogate_log_prob.shape, surrogate_log_prob.dtype),
-        )
+        problem = _draw_values_problem(target_log_prob, surrogate_log_prob)
+        if problem:
+            raise ValueError(problem)
         log_weights, pareto_k = psis_smooth(target_log_prob - surrogate_log_prob)
         return PSISDraws(samples, log_weights, pareto_k)
 
 
-def _check_draw_arguments(target_log_prob_fn, surrogate_posterior, num_draws, seed):
+def _draw(target_log_prob_fn, surrogate_posterior, num_draws, seed):
+    """`(samples, target log-density, surrogate log-density)` of `S` draws."""
+    sample_seed, target_seed = tfp.random.split_seed(seed, 2)
+    samples, surrogate_log_prob = surrogate_posterior.experimental_sample_and_log_prob(
+        num_draws, seed=sample_seed
+    )
+    target_log_prob = targets.check_target_output(
+        targets.call_target(target_log_prob_fn, samples, target_seed),
+        tf.TensorSpec(surrogate_log_prob.shape, surrogate_log_prob.dtype),
+    )
+    return samples, target_log_prob, surrogate_log_prob
+
+
+def _check_draw_arguments(
+    target_log_prob_fn, surrogate_posterior, num_draws, seed, name=None
+):
     checks.check_callable("target_log_prob_fn", target_log_prob_fn)
     checks.check_distribution("surrogate_posterior", surrogate_posterior)
     check_num_draws(num_draws)
     checks.check_seed(seed)
+    checks.check_name(name)
+
+
+def _draw_values_problem(target_log_prob, surrogate_log_prob):
+    """Eagerly: why the draws' log-densities make no importance weights, or None.
+
+    Computed tensors have values only eagerly; in a traced function
+    `psis_smooth` flags the batch members instead (k-hat NaN).
+    """
+    target = tf.get_static_value(target_log_prob)
+    surrogate = tf.get_static_value(surrogate_log_prob)
+    if target is None or surrogate is None:
+        return None
+    target, surrogate = np.broadcast_arrays(target, surrogate)
+    bad = ~np.isfinite(surrogate)
+    if bad.any():
+        return (
+            "`surrogate_posterior`'s log-density at its own draws must be finite; "
+            f"it is NaN or infinite at {bad.sum()} of its {bad.size} values (draws x "
+            "batch members; NaN or degenerate parameters?)."
+        )
+    bad = np.isnan(target) | np.isposinf(target)
+    if bad.any():
+        return (
+            "`target_log_prob_fn` must return finite values (or -inf outside the "
+            f"target's support) at the surrogate's draws; it returned NaN or +inf "
+            f"at {bad.sum()} of its {bad.size} values (draws x batch members)."
+        )
+    empty = np.all(np.isneginf(target), axis=0)
+    if empty.any():
+        return (
+            "`target_log_prob_fn` is -inf at every draw of "
+            f"{empty.sum()} batch member(s): the surrogate puts no mass where "
+            "the target has any."
+        )
+    return None
 
 
 def check_num_draws(num_draws: Any, name: str = "num_draws") -> int:
@@ -431,7 +551,9 @@ def psis_diagnostic(
     Raises:
       TypeError, ValueError: as `psis_draws`.
     """
-    _check_draw_arguments(target_log_prob_fn, surrogate_posterior, num_draws, seed)
+    _check_draw_arguments(
+        target_log_prob_fn, surrogate_posterior, num_draws, seed, name
+    )
     with tf.name_scope(name or "psis_diagnostic"):
         return psis_draws(
             target_log_prob_fn, surrogate_posterior, num_draws, seed
@@ -464,19 +586,22 @@ def psis_expectation(fn: Callable, draws: PSISDraws, name: str | None = None):
       mcse: `Tensor` like `value`, its Monte Carlo standard error.
 
     Raises:
-      TypeError: if `fn` is not callable or `draws` is not a `PSISDraws`.
-      ValueError: if `fn`'s output does not start with `[S] + batch_shape`.
+      TypeError: if `fn` is not callable or returns no numeric tensor,
+        `draws` is not a `PSISDraws` with floating-point `log_weights`, or
+        `name` is not a string.
+      ValueError: if `fn`'s output does not start with `[S] + batch_shape`,
+        the samples of `draws` do not start with its log-weights' shape, or,
+        for values known when the call is made (eagerly), the log-weights
+        hold NaN or `+inf` (a traced `psis_draws` marks bad batch members so)
+        or `fn` returns NaN or infinite values. Inside a `tf.function` such
+        values make `value` and `mcse` NaN.
     """
     checks.check_callable("fn", fn)
     _check_draws(draws)
+    checks.check_name(name)
     with tf.name_scope(name or "psis_expectation"):
         weights = tf.exp(draws.log_weights)
-        values = tf.cast(fn(draws.samples), weights.dtype)
-        if not values.shape[: weights.shape.rank].is_compatible_with(weights.shape):
-            raise ValueError(
-                "`fn` must return values shaped [num_draws] + batch_shape + "
-                f"any_shape, starting with {weights.shape}; got {values.shape}."
-            )
+        values = _values_of(fn, draws.samples, weights)
         extra = values.shape.rank - weights.shape.rank
         weights = tf.reshape(weights, tf.concat([tf.shape(weights), [1] * extra], 0))
         value = tf.reduce_sum(weights * values, axis=0)
@@ -489,6 +614,53 @@ def _check_draws(draws):
         raise TypeError(
             f"`draws` must be a PSISDraws (from `psis_draws`); got {type(draws).__name__}."
         )
+    log_weights = draws.log_weights
+    dtype = getattr(log_weights, "dtype", None)
+    if dtype is None or not tf.as_dtype(dtype).is_floating:
+        raise TypeError(
+            "`draws.log_weights` must be a floating-point tensor; got "
+            f"{type(log_weights).__name__} of dtype {getattr(dtype, 'name', dtype)}."
+        )
+    shape = tf.TensorShape(log_weights.shape)
+    if not shape.rank:
+        raise ValueError("`draws.log_weights` must have a draws axis; got a scalar.")
+    for part in tf.nest.flatten(draws.samples):
+        part_shape = tf.TensorShape(getattr(part, "shape", None))
+        if not part_shape[: shape.rank].is_compatible_with(shape):
+            raise ValueError(
+                "`draws.samples` must be shaped [num_draws] + batch_shape + "
+                f"event_shape, starting with the log-weights' {shape}; got a "
+                f"part shaped {part_shape}."
+            )
+    _check_log_weight_values("draws.log_weights", log_weights, 0)
+
+
+def _values_of(fn, samples, weights):
+    """`fn(samples)` as a `weights.dtype` tensor `[S] + batch_shape + any_shape`."""
+    values = fn(samples)
+    try:
+        values = tf.convert_to_tensor(values)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"`fn` must return a numeric tensor; got {type(values).__name__}."
+        ) from error
+    if not (
+        values.dtype.is_floating or values.dtype.is_integer or values.dtype.is_bool
+    ):
+        raise TypeError(f"`fn` must return a real tensor; got {values.dtype.name}.")
+    values = tf.cast(values, weights.dtype)
+    if not values.shape[: weights.shape.rank].is_compatible_with(weights.shape):
+        raise ValueError(
+            "`fn` must return values shaped [num_draws] + batch_shape + "
+            f"any_shape, starting with {weights.shape}; got {values.shape}."
+        )
+    static = tf.get_static_value(values)
+    if static is not None and not np.all(np.isfinite(static)):
+        raise ValueError(
+            "`fn` must return finite values at the draws; it returned "
+            f"{np.sum(~np.isfinite(static))} NaN or infinite values."
+        )
+    return values
 
 
 class ImportanceResampled(typing.NamedTuple):
@@ -537,9 +709,14 @@ def importance_resample(
       own weights), and `pareto_k` `batch_shape`.
 
     Raises:
-      TypeError, ValueError: as `psis_draws`, and for `num_samples`.
+      TypeError, ValueError: as `psis_draws`, and for `num_samples`. Inside a
+        `tf.function`, a batch member whose weights `psis_smooth` marks as
+        unusable (k-hat NaN) is resampled uniformly and its floating-point
+        samples are NaN.
     """
-    _check_draw_arguments(target_log_prob_fn, surrogate_posterior, num_draws, seed)
+    _check_draw_arguments(
+        target_log_prob_fn, surrogate_posterior, num_draws, seed, name
+    )
     num_samples = checks.check_positive_integer("num_samples", num_samples)
     with tf.name_scope(name or "importance_resample"):
         draw_seed, resample_seed = tfp.random.split_seed(seed, 2)
@@ -548,7 +725,9 @@ def importance_resample(
         )
         log_weights = draws.log_weights
         batch_rank = log_weights.shape.rank - 1
+        invalid = tf.math.is_nan(log_weights[0])  # batch_shape; see psis_smooth
         logits = tf.reshape(_move_axis(log_weights, 0, -1), [-1, num_draws])
+        logits = tf.where(tf.math.is_nan(logits), tf.zeros_like(logits), logits)
         indices = tf.random.stateless_categorical(
             logits, num_samples, seed=resample_seed
         )  # [B, N]
@@ -556,9 +735,23 @@ def importance_resample(
             indices, tf.concat([tf.shape(log_weights)[1:], [num_samples]], 0)
         )
         samples = tf.nest.map_structure(
-            lambda part: _gather_draws(part, indices, batch_rank), draws.samples
+            lambda part: _nan_where(
+                invalid, _gather_draws(part, indices, batch_rank), batch_rank
+            ),
+            draws.samples,
         )
         return ImportanceResampled(samples, draws.pareto_k)
+
+
+def _nan_where(invalid, part, batch_rank):
+    """`part` `[N] + batch + event` with NaN for the `invalid` batch members."""
+    if not part.dtype.is_floating:
+        return part
+    event_rank = part.shape.rank - 1 - batch_rank
+    mask = tf.reshape(
+        invalid, tf.concat([tf.shape(invalid), tf.ones([event_rank], tf.int32)], 0)
+    )
+    return tf.where(mask, tf.constant(np.nan, part.dtype), part)
 
 
 def _gather_draws(part, indices, batch_rank):
@@ -595,7 +788,9 @@ def khat_report(
       message: a sentence with k-hat, the verdict and what it means.
 
     Raises:
-      TypeError, ValueError: as `psis_draws`.
+      TypeError, ValueError: as `psis_draws` for a bad argument; a target or
+        surrogate that gives no usable weights (NaN or `+inf` log-ratios) is
+        reported instead, k-hat NaN with the cause, and warns.
       RuntimeError: when called while a graph is traced (the report needs
         values).
     """
@@ -605,22 +800,37 @@ def khat_report(
             "`khat_report` reads k-hat's value and must run eagerly; inside a "
             "`tf.function` call `psis_diagnostic` instead."
         )
-    pareto_k = psis_diagnostic(target_log_prob_fn, surrogate_posterior, num_draws, seed)
-    pareto_k = float(tf.reduce_max(pareto_k))
-    message = khat_message(pareto_k, num_draws)
+    # As `psis_diagnostic` (the same draws), but unusable weights are a
+    # verdict here, not an error at the end of a fit.
+    _, target_log_prob, surrogate_log_prob = _draw(
+        target_log_prob_fn, surrogate_posterior, num_draws, seed
+    )
+    problem = _draw_values_problem(target_log_prob, surrogate_log_prob)
+    if problem:
+        pareto_k, message = math.nan, khat_message(math.nan, num_draws, problem)
+    else:
+        _, pareto_k = psis_smooth(target_log_prob - surrogate_log_prob)
+        pareto_k = float(tf.reduce_max(pareto_k))
+        message = khat_message(pareto_k, num_draws)
     if khat_verdict(pareto_k, num_draws) == "bad":
         warnings.warn(message, PSISWarning, stacklevel=2)
     return pareto_k, message
 
 
-def khat_message(pareto_k: float, num_draws: int) -> str:
+def khat_message(pareto_k: float, num_draws: int, cause: str | None = None) -> str:
     """The sentence `khat_report` gives for `pareto_k` with `num_draws` draws.
 
     Between `1 - 1/log10(S)` and 0.7 it gives the sample size `10^(1/(1-k))`
-    that k-hat needs [2, Sec. 3].
+    that k-hat needs [2, Sec. 3]. For k-hat NaN (no usable weights), `cause`
+    says why, if known.
     """
     verdict = khat_verdict(pareto_k, num_draws)
     head = f"PSIS k-hat = {pareto_k:.2f} with {num_draws} draws: "
+    if math.isnan(pareto_k):
+        return head + (
+            "no importance weights to smooth (NaN or +inf log-ratios), so the "
+            f"surrogate cannot be judged: {cause or 'see `psis_draws`'}"
+        )
     if verdict == "good":
         return head + "good (< 0.5); the surrogate is close to the target."
     threshold = khat_threshold(num_draws)
