@@ -13,6 +13,7 @@ from typing import Any
 
 import tensorflow_probability as tfp
 
+from tfp_vi_estimators import discrete_sampling
 from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators._internal.quasi_monte_carlo import (
     QuasiMonteCarlo,
@@ -121,7 +122,10 @@ def _check_plan(estimator, surrogate, sample_size, importance_sample_size):
                 f"`surrogate_posterior`; got {type(surrogate).__name__}."
             )
         surrogate = surrogate.components_distribution
-    _check_reparameterization(estimator, surrogate)
+    if plan.discrete is None:
+        _check_reparameterization(estimator, surrogate)
+    else:
+        discrete_sampling.check_surrogate(estimator, surrogate, sample_size)
     checks.check_positive_integer(
         "importance_sample_size",
         importance_sample_size,
@@ -188,7 +192,11 @@ def _check_sampling(
     if sampling is None:
         return None
     plan = estimator.plan
-    if plan.needs is not Needs.FULL or plan.layout is not Layout.DRAWS_FIRST:
+    if (
+        plan.needs is not Needs.FULL
+        or plan.layout is not Layout.DRAWS_FIRST
+        or plan.discrete is not None
+    ):
         raise ValueError(
             f"`sampling={sampling!r}` pushes quasi-Monte Carlo noise through a "
             "reparameterized surrogate; it serves REPARAMETERIZATION and "

@@ -22,7 +22,9 @@ only for other bijectors); other surrogates, and a stopped copy the user
 passed, go through `stopped_surrogate.stopped_log_prob_fn`. With
 `sampling=QuasiMonteCarlo()` the base noise is a randomized Sobol' point set
 pushed through the surrogate's reparameterization
-(`_internal/quasi_monte_carlo.py`).
+(`_internal/quasi_monte_carlo.py`). A plan with `discrete` draws (antithetic
+groups, relaxations drawn given the values, Rao-Blackwellised straight-through
+samples) is drawn by `discrete_sampling.py`.
 """
 
 import dataclasses
@@ -30,6 +32,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from tfp_vi_estimators import discrete_sampling
 from tfp_vi_estimators._internal import pre_image, quasi_monte_carlo
 from tfp_vi_estimators._internal.reparameterization import reparameterized_parts
 from tfp_vi_estimators.distributions.straight_through import carry_pairing
@@ -109,6 +112,10 @@ def draw(
     if plan.layout is Layout.ONE_PER_COMPONENT:
         return _draw_from_each_component(
             plan, surrogate, stopped_surrogate, sample_size, seed
+        )
+    if plan.discrete is not None:
+        return _draw_discrete(
+            plan, surrogate, sample_size, importance_sample_size, seed
         )
     if plan.layout is Layout.PARTICLES_FIRST:
         sample_shape = [importance_sample_size, sample_size]
@@ -229,6 +236,21 @@ def _keep_path_gradient(plan, drawn):
         return y
 
     return tf.nest.map_structure(scaled, drawn), scale
+
+
+def _draw_discrete(plan, surrogate, sample_size, importance_sample_size, seed):
+    """Discrete parts drawn as `plan.discrete` says (`discrete_sampling.py`)."""
+    samples, log_q, parts = discrete_sampling.draw(
+        plan, surrogate, sample_size, importance_sample_size, seed
+    )
+    log_densities = LogDensities(
+        surrogate=per_particle(log_q, Layout.DRAWS_FIRST, importance_sample_size),
+        discrete=parts,
+    )
+    spec = tf.TensorSpec(log_q.shape, log_q.dtype)
+    return Draw(
+        samples, log_densities, spec, Layout.DRAWS_FIRST, importance_sample_size
+    )
 
 
 def _draw_from_each_component(plan, surrogate, stopped_surrogate, sample_size, seed):

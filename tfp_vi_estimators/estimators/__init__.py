@@ -3,19 +3,29 @@
 Each module holds one estimator; `base` holds the interface and shared steps.
 """
 
+from tfp_vi_estimators.estimators.arms import ARMS, DisARM
 from tfp_vi_estimators.estimators.base import GradientEstimator
+from tfp_vi_estimators.estimators.categorical_disarm import CategoricalDisARM
 from tfp_vi_estimators.estimators.doubly_reparameterized import DoublyReparameterized
+from tfp_vi_estimators.estimators.gumbel_rao import GumbelRao
 from tfp_vi_estimators.estimators.mixed import MixedReparameterization
 from tfp_vi_estimators.estimators.mixture import MixtureStickingTheLanding
+from tfp_vi_estimators.estimators.relax import RELAX, MLPControlVariate
 from tfp_vi_estimators.estimators.reparameterization import Reparameterization
 from tfp_vi_estimators.estimators.score_function import ScoreFunction
 from tfp_vi_estimators.estimators.vimco import VIMCO
 
 __all__ = [
+    "ARMS",
+    "CategoricalDisARM",
+    "DisARM",
     "DoublyReparameterized",
     "GradientEstimator",
+    "GumbelRao",
+    "MLPControlVariate",
     "MixedReparameterization",
     "MixtureStickingTheLanding",
+    "RELAX",
     "Reparameterization",
     "ScoreFunction",
     "VIMCO",

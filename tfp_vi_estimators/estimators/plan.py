@@ -14,6 +14,9 @@ from typing import Any
 
 __all__ = [
     "Density",
+    "DiscreteDraws",
+    "DiscreteFamily",
+    "DiscretePart",
     "Layout",
     "LogDensities",
     "Needs",
@@ -67,6 +70,68 @@ class Density(enum.Enum):
     """`log pi_c` of a mixture, `[1, C] + batch`."""
 
 
+class DiscreteFamily(enum.Enum):
+    """The discrete distributions the discrete-latent estimators read.
+
+    Each may stand alone, inside `tfd.Independent`, or be a part of a
+    `JointDistribution`; the value is the class name, for error messages.
+    """
+
+    BERNOULLI = "tfd.Bernoulli"
+    CATEGORICAL = "tfd.Categorical"
+    ONE_HOT_CATEGORICAL = "tfd.OneHotCategorical"
+    STRAIGHT_THROUGH_BERNOULLI = "RelaxedBernoulliStraightThrough"
+    STRAIGHT_THROUGH_ONE_HOT = "RelaxedOneHotCategoricalStraightThrough"
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteDraws:
+    """How the sampler draws the discrete parts of a surrogate for an estimator.
+
+    The sampler hands the estimator one `DiscretePart` per discrete part
+    (`LogDensities.discrete`); the other parts of a `JointDistribution` keep
+    their pathwise gradient.
+
+    Attributes:
+      families: the `DiscreteFamily` members the estimator serves.
+      group_size: the `sample_size` draws come in groups of this many mutually
+        antithetic draws (Dirichlet copula on the uniforms behind each
+        Bernoulli value and each stick-breaking level of a categorical one);
+        `None`: all `sample_size` draws form one group; `1`: independent.
+      relaxations: uniform noise tensors per discrete value, for relaxations
+        drawn conditionally on it (`DiscretePart.noise`); `0` for none.
+      straight_through_samples: `M > 0`: each straight-through sample carries
+        the mean gradient of `M` relaxations drawn conditionally on its value
+        (Rao-Blackwellised straight-through); `0` for none.
+    """
+
+    families: frozenset
+    group_size: int | None = 1
+    relaxations: int = 0
+    straight_through_samples: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscretePart:
+    """One discrete part of a draw, in canonical form, `[S, K] + batch + units`.
+
+    Attributes:
+      categorical: `False` for Bernoulli values, `True` for categorical ones
+        (one-hot, with a last axis of `C` categories).
+      logits: the part's logits at the draw (live: gradients reach the
+        surrogate's parameters), broadcast to `values`' shape: the log-odds of
+        1 for a Bernoulli, unnormalized log-probabilities for a categorical.
+      values: the drawn values as floats (stopped): 0/1, or one-hot.
+      noise: `[R] + values' shape` uniforms for `R` conditional relaxations
+        (`DiscreteDraws.relaxations`), else `None`.
+    """
+
+    categorical: bool
+    logits: Any
+    values: Any
+    noise: Any = None
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingPlan:
     """What to draw for one loss evaluation.
@@ -81,6 +146,8 @@ class SamplingPlan:
       max_importance_sample_size: largest, or `None` for no limit.
       discrepancy_fn: the only discrepancy the estimator is unbiased for, or
         `None` for every discrepancy.
+      discrete: how to draw the discrete parts (`DiscreteDraws`), for the
+        discrete-latent estimators; `None` otherwise.
     """
 
     needs: Needs
@@ -91,6 +158,7 @@ class SamplingPlan:
     min_importance_sample_size: int = 1
     max_importance_sample_size: int | None = None
     discrepancy_fn: Callable | None = None
+    discrete: DiscreteDraws | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +171,8 @@ class LogDensities:
 
     Attributes:
       target: `log p(z)` at the samples the target saw.
+      discrete: a tuple of `DiscretePart`s, one per discrete part of the
+        surrogate, when the plan has `discrete` draws.
     """
 
     target: Any = None
@@ -111,3 +181,4 @@ class LogDensities:
     stopped_sample: Any = None
     non_reparameterized: Any = None
     component_log_weights: Any = None
+    discrete: Any = None

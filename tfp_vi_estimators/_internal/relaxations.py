@@ -1,0 +1,93 @@
+"""Continuous relaxations of discrete values, drawn conditionally on the value.
+
+A Bernoulli value `b` with log-odds `a` is the sign of a logistic variable,
+a categorical one the arg-max of Gumbel-perturbed log-probabilities
+(`a = log_softmax(logits)`):
+
+```none
+Bernoulli:    z = a + Logistic(0, 1),      b = 1[z > 0]
+categorical:  z_c = a_c + Gumbel(0, 1),    b = argmax_c z_c
+```
+
+`conditional` draws `z ~ p(z | b)` from uniforms `v`, by the inverse CDFs of
+Tucker et al. [1] and Grathwohl et al. [2] (`theta = sigmoid(a)`):
+
+```none
+Bernoulli, b = 1:  z = softplus(a) + log(1 - theta (1 - v)) - log(1 - v)
+Bernoulli, b = 0:  z = -softplus(-a) + log v - log(1 - v (1 - theta))
+categorical:       z_b = -log(-log v_b)
+                   z_c = -log(exp(-a_c) (-log v_c) + exp(-z_b)),  c != b
+```
+
+Differentiating these maps gives the conditional reparameterization
+gradient. `unconditional_path` instead gives a conditionally drawn `z` the
+gradient of the unconditional map `z = a + noise` at fixed noise
+(`d z / d a = 1`), as the straight-through and RELAX estimators need.
+
+#### References
+
+[1] George Tucker, Andriy Mnih, Chris J. Maddison, Dieterich Lawson and
+    Jascha Sohl-Dickstein. REBAR: Low-variance, unbiased gradient estimates
+    for discrete latent variable models. NeurIPS 2017. arXiv:1703.07370.
+[2] Will Grathwohl, Dami Choi, Yuhuai Wu, Geoffrey Roeder and David
+    Duvenaud. Backpropagation through the void: Optimizing control variates
+    for black-box gradient estimation. ICLR 2018. arXiv:1711.00123.
+"""
+
+import tensorflow as tf
+
+__all__ = ["canonical_logits", "conditional", "soft", "unconditional_path"]
+
+
+def canonical_logits(logits, categorical):
+    """`a`: the log-odds of a Bernoulli, the log-probabilities of a categorical."""
+    return tf.math.log_softmax(logits, axis=-1) if categorical else logits
+
+
+def conditional(logits, values, uniforms, categorical):
+    """`z ~ p(z | values)` from `uniforms` (shaped like `values`), see above."""
+    if categorical:
+        return _conditional_gumbel(logits, values, uniforms)
+    return _conditional_logistic(logits, values, uniforms)
+
+
+def _conditional_logistic(logits, values, uniforms):
+    theta = tf.sigmoid(logits)
+    if_one = (
+        tf.math.softplus(logits)
+        + tf.math.log1p(-theta * (1.0 - uniforms))
+        - tf.math.log1p(-uniforms)
+    )
+    if_zero = (
+        -tf.math.softplus(-logits)
+        + tf.math.log(uniforms)
+        - tf.math.log1p(-uniforms * (1.0 - theta))
+    )
+    return tf.where(values > 0.5, if_one, if_zero)
+
+
+def _conditional_gumbel(logits, values, uniforms):
+    log_probs = tf.math.log_softmax(logits, axis=-1)
+    log_exponentials = tf.math.log(-tf.math.log(uniforms))  # log(-log v)
+    top = -tf.reduce_sum(values * log_exponentials, axis=-1, keepdims=True)
+    below = -_log_add_exp(log_exponentials - log_probs, -top)
+    return tf.where(values > 0.5, top, below)
+
+
+def _log_add_exp(x, y):
+    """`log(exp(x) + exp(y))`, broadcasting."""
+    larger = tf.maximum(x, y)
+    return larger + tf.math.log1p(tf.exp(-tf.abs(x - y)))
+
+
+def unconditional_path(z, logits, categorical):
+    """`z` in value, with the gradient of `a + noise` at fixed noise."""
+    a = canonical_logits(logits, categorical)
+    return tf.stop_gradient(z) + (a - tf.stop_gradient(a))
+
+
+def soft(z, temperature, categorical):
+    """The relaxed value: `sigmoid(z / t)` or `softmax(z / t)`."""
+    if categorical:
+        return tf.math.softmax(z / temperature, axis=-1)
+    return tf.sigmoid(z / temperature)
