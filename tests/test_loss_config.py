@@ -2,10 +2,12 @@
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators import estimators
@@ -64,5 +66,61 @@ def test_sampling_is_checked_and_normalized():
         check_arguments(target, q, sampling=QuasiMonteCarlo()).sampling
         == config.sampling
     )
-    with pytest.raises(ValueError, match="`sampling` must be"):
+    with pytest.raises(TypeError, match="`sampling` must be"):
         check_arguments(target, q, sampling=None)
+
+
+def _loss(target, q, sampling):
+    return tve.monte_carlo_variational_loss(target, q, sampling=sampling)
+
+
+def _fit(target, q, sampling):
+    return tve.fit_surrogate_posterior(
+        target, q, keras.optimizers.SGD(0.1), 3, sampling=sampling, progress=False
+    )
+
+
+def _stateless_fit(target, q, sampling):
+    return tve.fit_surrogate_posterior_stateless(
+        target,
+        lambda loc: tfd.Normal(loc, 1.1),
+        [tf.constant(0.3)],
+        tve.optimizers.sgd(0.1),
+        3,
+        sampling=sampling,
+    )
+
+
+def _keras_model(target, q, sampling):
+    # Built, not fitted: `sampling` is checked by the constructor.
+    return tve.keras_models.SurrogatePosteriorModel(target, q, sampling=sampling)
+
+
+@mode_parameter
+@pytest.mark.parametrize(
+    "sampling, error",
+    [
+        (None, TypeError),
+        (1, TypeError),
+        (["iid"], TypeError),
+        (b"iid", TypeError),
+        (QuasiMonteCarlo, TypeError),  # the class, not an instance
+        ("sobol", ValueError),
+        ("IID", ValueError),
+        ("", ValueError),
+    ],
+)
+@pytest.mark.parametrize(
+    "entry_point",
+    [_loss, _fit, _stateless_fit, _keras_model],
+    ids=lambda f: f.__name__.strip("_"),
+)
+def test_bad_sampling_is_refused_by_every_entry_point(
+    mode, entry_point, sampling, error
+):
+    target, q = _problem()
+    before = [v.numpy() for v in q.trainable_variables]
+    assert_raises(
+        mode, lambda: entry_point(target, q, sampling), error, "`sampling` must be"
+    )
+    np.testing.assert_array_equal([v.numpy() for v in q.trainable_variables], before)

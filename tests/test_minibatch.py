@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators.minibatch import minibatch_target
@@ -64,6 +65,33 @@ def _surrogate():
             "partial batch",
         ),
         (lambda x: x, 1000, TypeError, "tf.data.Dataset"),
+        (lambda x: _dataset(x), 0, ValueError, "`num_examples` must be positive"),
+        (lambda x: _dataset(x), -1000, ValueError, "`num_examples` must be posit"),
+        (lambda x: _dataset(x), True, TypeError, "`num_examples` must be a posi"),
+        (lambda x: _dataset(x), "1000", TypeError, "`num_examples` must be a pos"),
+        (lambda x: _dataset(x), tf.constant(1000), TypeError, "`num_examples`"),
+        (
+            lambda x: tf.data.Dataset.from_tensors(x[:0]).repeat(),
+            1000,
+            ValueError,
+            "batches must hold at least one example",
+        ),
+        (
+            lambda x: tf.data.Dataset.from_tensor_slices(x).batch(50).take(0),
+            1000,
+            ValueError,
+            "static batch size",
+        ),
+        (
+            lambda x: (
+                tf.data.Dataset.from_tensor_slices((x, x[:, None]))
+                .batch(50, drop_remainder=True)
+                .map(lambda a, b: (a, b[:10]))
+            ),
+            1000,
+            ValueError,
+            "same batch size",
+        ),
     ],
 )
 def test_bad_num_examples_or_dataset_is_a_clear_error(
@@ -71,6 +99,22 @@ def test_bad_num_examples_or_dataset_is_a_clear_error(
 ):
     with pytest.raises(error, match=match):
         minibatch_target(_prior, _log_likelihood, dataset(_data()), num_examples)
+
+
+@pytest.mark.parametrize(
+    "prior, likelihood, match",
+    [(None, _log_likelihood, "`prior_log_prob_fn`"), (_prior, 1.0, "`log_likelihood")],
+)
+def test_non_callable_functions_are_clear_errors(prior, likelihood, match):
+    with pytest.raises(TypeError, match=match):
+        minibatch_target(prior, likelihood, _dataset(_data()), NUM_EXAMPLES)
+
+
+def test_numpy_num_examples_is_accepted():
+    target = minibatch_target(
+        _prior, _log_likelihood, _dataset(_data()), np.int64(NUM_EXAMPLES)
+    )
+    assert target.num_examples == NUM_EXAMPLES and type(target.num_examples) is int
 
 
 def test_a_dropped_remainder_and_a_repeated_dataset_are_accepted():
@@ -173,22 +217,46 @@ def test_checkpointed_minibatch_fit_resumes_the_data_stream(tmp_path):
 # Subsampled targets: in-memory data, the batch drawn from the call's seed.
 
 
+def _with_value(value, dtype=np.float32):
+    x = _data().astype(dtype)
+    x[123] = value
+    return x
+
+
+@mode_parameter
 @pytest.mark.parametrize(
     "arguments, error, match",
     [
         (dict(prior_log_prob_fn=None), TypeError, "`prior_log_prob_fn` must be"),
         (dict(log_likelihood_fn=1.0), TypeError, "`log_likelihood_fn` must be"),
         (dict(batch_size=0), ValueError, "between 1 and the 1000 examples"),
+        (dict(batch_size=-5), ValueError, "between 1 and the 1000 examples"),
         (dict(batch_size=1001), ValueError, "between 1 and the 1000 examples"),
         (dict(batch_size=50.0), TypeError, "`batch_size` must be"),
         (dict(batch_size=True), TypeError, "`batch_size` must be"),
+        (dict(batch_size=tf.constant(50)), TypeError, "`batch_size` must be"),
         (dict(data=(np.zeros(1000), np.zeros(999))), ValueError, "same number"),
         (dict(data=np.float32(1.0)), ValueError, "static leading dimension"),
         (dict(data=[1.0, 2.0]), TypeError, "`data` must be a tensor"),
         (dict(data=()), ValueError, "holds no tensors"),
+        (dict(data=np.zeros([0, 3])), ValueError, "`data` holds no examples"),
+        (dict(data=_with_value(np.nan)), ValueError, "`data` must be finite.*1 NaN"),
+        (dict(data=_with_value(-np.inf, np.float64)), ValueError, "must be finite"),
+        (
+            dict(data={"x": _data(), "y": _with_value(np.inf)}),
+            ValueError,
+            "`data` must be finite",
+        ),
+        (
+            dict(data=np.array([{}, None] * 500, dtype=object)),
+            TypeError,
+            "`data` must be tensors or arrays of numbers",
+        ),
     ],
 )
-def test_bad_subsampled_target_arguments_are_clear_errors(arguments, error, match):
+def test_bad_subsampled_target_arguments_are_clear_errors(
+    mode, arguments, error, match
+):
     given = dict(
         prior_log_prob_fn=_prior,
         log_likelihood_fn=_log_likelihood,
@@ -196,8 +264,22 @@ def test_bad_subsampled_target_arguments_are_clear_errors(arguments, error, matc
         batch_size=BATCH,
     )
     given.update(arguments)
-    with pytest.raises(error, match=match):
-        tve.subsampled_target(**given)
+    before = tf.nest.map_structure(np.array, given["data"])
+    assert_raises(mode, lambda: tve.subsampled_target(**given), error, match)
+    tf.nest.map_structure(np.testing.assert_array_equal, given["data"], before)
+
+
+def test_subsampled_target_takes_numpy_sizes_and_leaves_the_data_alone():
+    data = {"x": _data(), "label": np.arange(NUM_EXAMPLES)}  # ints: not checked
+    before = {k: v.copy() for k, v in data.items()}
+    target = tve.subsampled_target(
+        _prior, lambda b, mu: _log_likelihood(b["x"], mu), data, np.int64(BATCH)
+    )
+    assert target.batch_size == BATCH and type(target.batch_size) is int
+    assert np.isfinite(target(tf.constant([0.5]), seed=(1, 2))).all()
+    assert set(data) == {"x", "label"}
+    for key, value in before.items():
+        np.testing.assert_array_equal(data[key], value)
 
 
 def test_subsampled_batch_is_a_function_of_the_seed():

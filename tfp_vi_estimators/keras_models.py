@@ -41,6 +41,7 @@ from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
 from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.csiszar import kl_reverse
+from tfp_vi_estimators.loss_config import check_sampling_kind
 from tfp_vi_estimators.variational_loss import check_arguments, evaluate_loss
 
 __all__ = [
@@ -141,6 +142,7 @@ class VariationalModel(keras.Model):
         checks.check_positive_integer("sample_size", sample_size)
         checks.check_positive_integer("importance_sample_size", importance_sample_size)
         checks.check_callable("discrepancy_fn", discrepancy_fn)
+        check_sampling_kind(sampling)  # the rest when the surrogate is built
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"`seed` must be None or a Python int; got {seed!r}.")
         super().__init__(**kwargs)

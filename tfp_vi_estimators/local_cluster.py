@@ -32,6 +32,7 @@ starts; another program could take it in between (rare on a test machine).
 """
 
 import json
+import numbers
 import os
 import socket
 import subprocess
@@ -45,7 +46,8 @@ def free_loopback_ports(count: int) -> list[int]:
     """`count` distinct ports on `localhost` that are free now.
 
     Raises:
-      ValueError: for a `count` that is not a positive int.
+      TypeError: for a `count` that is not an int.
+      ValueError: for a `count` below 1.
     """
     _check_positive_int("count", count)
     sockets = [socket.socket() for _ in range(count)]
@@ -66,7 +68,8 @@ def tf_configs(num_workers: int) -> list[str]:
       `"task": {"type": "worker", "index": i}`; worker 0 is the chief.
 
     Raises:
-      ValueError: for a `num_workers` that is not a positive int.
+      TypeError: for a `num_workers` that is not an int.
+      ValueError: for a `num_workers` below 1.
     """
     _check_positive_int("num_workers", num_workers)
     ports = free_loopback_ports(num_workers)
@@ -86,34 +89,92 @@ def start_workers(
     """Starts `python *argv` as each worker of a loopback cluster, CPU only.
 
     Args:
-      argv: the script and its arguments, run with this interpreter.
+      argv: non-empty list or tuple of strings (or paths): the script and its
+        arguments, run with this interpreter. Not modified.
       num_workers: positive int, the number of worker processes.
-      env: the environment of every worker (default: this process's); each
-        gets its own `TF_CONFIG` and `CUDA_VISIBLE_DEVICES=-1` on top.
-      **popen_kwargs: passed to `subprocess.Popen` (`stdout`, `stderr`, ...).
+      env: the environment of every worker, a mapping of strings to strings
+        (default: this process's); each gets its own `TF_CONFIG` and
+        `CUDA_VISIBLE_DEVICES=-1` on top. Not modified.
+      **popen_kwargs: passed to `subprocess.Popen` (`stdout`, `stderr`, ...),
+        except `args` and `executable`, which this function sets.
 
     Returns:
-      The `subprocess.Popen` of each worker, worker 0 (the chief) first.
+      The `subprocess.Popen` of each worker, worker 0 (the chief) first. If a
+      worker fails to start, those already started are killed and the error
+      is raised.
 
     Raises:
-      TypeError: for an `argv` that is a string rather than a sequence.
-      ValueError: for a `num_workers` that is not a positive int.
+      TypeError: for an `argv` that is not a list or tuple of strings or
+        paths, an `env` that is not a mapping of strings, a `num_workers`
+        that is not an int, or a keyword this function sets itself.
+      ValueError: for an empty `argv` (an interactive interpreter per
+        worker) or a `num_workers` below 1; all before any process starts.
     """
-    if isinstance(argv, str | bytes):
+    _check_argv(argv)
+    _check_env(env)
+    _check_positive_int("num_workers", num_workers)
+    reserved = sorted({"args", "executable"} & set(popen_kwargs))
+    if reserved:
         raise TypeError(
-            f"`argv` must be a sequence of arguments, e.g. [script, ...]; got {argv!r}."
+            f"`start_workers` sets {reserved} itself (the interpreter and `argv`)."
         )
     base = dict(os.environ if env is None else env)
-    return [
-        subprocess.Popen(
-            [sys.executable, *argv],
-            env=dict(base, TF_CONFIG=config, CUDA_VISIBLE_DEVICES="-1"),
-            **popen_kwargs,
-        )
-        for config in tf_configs(num_workers)
-    ]
+    processes = []
+    try:
+        for config in tf_configs(num_workers):
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, *argv],
+                    env=dict(base, TF_CONFIG=config, CUDA_VISIBLE_DEVICES="-1"),
+                    **popen_kwargs,
+                )
+            )
+    except BaseException:
+        for process in processes:  # no orphaned half cluster
+            process.kill()
+            process.wait()
+        raise
+    return processes
 
 
 def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"`{name}` must be a positive int; got {value!r} of type "
+            f"{type(value).__name__}."
+        )
+    if value < 1:
         raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
+
+
+def _check_argv(argv):
+    if not isinstance(argv, list | tuple):
+        raise TypeError(
+            "`argv` must be a list or tuple of arguments, e.g. [script, ...]; got "
+            f"{argv!r}."
+        )
+    if not argv:
+        raise ValueError(
+            "`argv` must name a script or `-c` code; an empty `argv` would start "
+            "an interactive interpreter per worker."
+        )
+    for argument in argv:
+        if not isinstance(argument, str | os.PathLike):
+            raise TypeError(
+                f"`argv` must hold strings or paths; got {argument!r} of type "
+                f"{type(argument).__name__}."
+            )
+
+
+def _check_env(env):
+    if env is None:
+        return
+    if not isinstance(env, Mapping):
+        raise TypeError(
+            f"`env` must be None or a mapping of strings; got {type(env).__name__}."
+        )
+    for key, value in env.items():
+        if not (isinstance(key, str) and isinstance(value, str)):
+            raise TypeError(
+                f"`env` must map strings to strings; got {key!r}: {value!r}."
+            )

@@ -177,18 +177,35 @@ def _check_discrepancy(estimator, discrepancy_fn):
         )
 
 
+def check_sampling_kind(sampling: Any) -> QuasiMonteCarlo | None:
+    """`'iid'` -> `None`, `'rqmc'` or `QuasiMonteCarlo()` -> the option.
+
+    What can be checked of `sampling` without the surrogate and estimator
+    (the Keras models check it when built, the rest at the first step).
+
+    Raises:
+      TypeError: for anything but a string or a `QuasiMonteCarlo` instance.
+      ValueError: for a string other than `'iid'` and `'rqmc'`.
+    """
+    if isinstance(sampling, QuasiMonteCarlo):
+        return sampling
+    if not isinstance(sampling, str):
+        raise TypeError(
+            "`sampling` must be 'iid', 'rqmc' or a "
+            "tfp_vi_estimators.quasi_monte_carlo.QuasiMonteCarlo() instance; got "
+            f"{sampling!r} of type {type(sampling).__name__}."
+        )
+    if sampling not in ("iid", "rqmc"):
+        raise ValueError(f"`sampling` must be 'iid' or 'rqmc'; got {sampling!r}.")
+    return QuasiMonteCarlo() if sampling == "rqmc" else None
+
+
 def _check_sampling(
     sampling, estimator, surrogate, sample_size, importance_sample_size
 ):
     """`'iid'` -> `None`; `'rqmc'` or `QuasiMonteCarlo()` -> the option, if it
     can serve this estimator, surrogate and these (static) sample sizes."""
-    if isinstance(sampling, str) and sampling in ("iid", "rqmc"):
-        sampling = QuasiMonteCarlo() if sampling == "rqmc" else None
-    elif not isinstance(sampling, QuasiMonteCarlo):
-        raise ValueError(
-            "`sampling` must be 'iid', 'rqmc' or a "
-            f"tfp_vi_estimators.quasi_monte_carlo.QuasiMonteCarlo(); got {sampling!r}."
-        )
+    sampling = check_sampling_kind(sampling)
     if sampling is None:
         return None
     plan = estimator.plan

@@ -48,6 +48,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -201,9 +202,12 @@ def subsampled_target(
 
     Raises:
       TypeError: for a non-callable function, a non-integer `batch_size`, or
-        `data` that is not tensors.
-      ValueError: for an empty `data`, components with different numbers of
-        examples, or a `batch_size` outside `1..N`.
+        `data` that is not tensors (or arrays convertible to them).
+      ValueError: for a `data` with no tensors or no examples, components
+        with different numbers of examples, a `batch_size` outside `1..N`,
+        or floating-point `data` holding NaN or infinite values (checked
+        when the values are known at the call: arrays and eager tensors, not
+        symbolic tensors inside a `tf.function`).
     """
     for name, fn in (
         ("prior_log_prob_fn", prior_log_prob_fn),
@@ -216,6 +220,8 @@ def subsampled_target(
             f"`batch_size` must be a positive Python int; got {batch_size!r}."
         )
     num_examples = _num_examples_of(data)
+    if num_examples == 0:
+        raise ValueError("`data` holds no examples (its leading dimension is 0).")
     if not 1 <= batch_size <= num_examples:
         raise ValueError(
             f"`batch_size={batch_size}` must be between 1 and the {num_examples} "
@@ -224,7 +230,7 @@ def subsampled_target(
     return SubsampledTarget(
         prior_log_prob_fn=prior_log_prob_fn,
         log_likelihood_fn=log_likelihood_fn,
-        data=tf.nest.map_structure(tf.convert_to_tensor, data),
+        data=tf.nest.map_structure(_checked_component, data),
         num_examples=num_examples,
         batch_size=int(batch_size),
     )
@@ -256,6 +262,28 @@ def _num_examples_of(data):
             f"got {sorted(sizes)}."
         )
     return sizes.pop()
+
+
+def _checked_component(component):
+    """A component of `data` as a tensor; floating values finite if known."""
+    try:
+        tensor = tf.convert_to_tensor(component)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            "`data` must be tensors or arrays of numbers (or strings); got a "
+            f"component of type {type(component).__name__} with dtype "
+            f"{getattr(component, 'dtype', None)}."
+        ) from error
+    if tensor.dtype.is_floating or tensor.dtype.is_complex:
+        values = tf.get_static_value(tensor)
+        if values is not None and not np.all(np.isfinite(values)):
+            raise ValueError(
+                "`data` must be finite: a component shaped "
+                f"{tensor.shape} holds {np.sum(~np.isfinite(values))} NaN or "
+                "infinite values (every batch that drew one would make the "
+                "loss non-finite)."
+            )
+    return tensor
 
 
 def minibatch_target(
@@ -291,10 +319,13 @@ def minibatch_target(
       TypeError: for a non-callable function, a `dataset` that is not a
         `tf.data.Dataset`, or a non-integer `num_examples`.
       ValueError: for a missing `num_examples`, a batch size that is not
-        static (a final partial batch would get the wrong scale), components
-        with different batch sizes, `num_examples` below the batch size, or a
-        finite dataset whose number of batches is not `num_examples //
-        batch_size` (one epoch).
+        static (a final partial batch would get the wrong scale) or is 0,
+        components with different batch sizes, `num_examples` below the batch
+        size, or a finite dataset whose number of batches is not
+        `num_examples // batch_size` (one epoch). The batches' values are
+        read only as the fit runs: a batch holding NaN makes that step's loss
+        non-finite, and `fit_surrogate_posterior` stops with
+        `NonFiniteLossError` naming the step, its update not applied.
     """
     for name, fn in (
         ("prior_log_prob_fn", prior_log_prob_fn),
@@ -347,6 +378,11 @@ def _static_batch_size(dataset):
         raise ValueError(
             "Every component of `dataset`'s batches must have the same batch "
             f"size; got {sorted(sizes)} (element spec: {dataset.element_spec})."
+        )
+    if 0 in sizes:
+        raise ValueError(
+            "`dataset`'s batches must hold at least one example; its element "
+            f"spec has batch size 0 ({dataset.element_spec})."
         )
     return sizes.pop()
 

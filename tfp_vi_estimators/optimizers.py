@@ -12,6 +12,12 @@ TensorFlow has no optax, so these make the stateless fit usable without JAX.
 Parameters, gradients and updates are (nested structures of) `Tensor`s; the
 state is a tuple of such structures, so the whole loop traces under XLA.
 
+The hyperparameters are checked when the optimizer is made, and the
+structure, dtypes and shapes of `params`, `grads` and `state` when `init` and
+`update` are called (in Python, so at trace time in a `tf.function`). The
+gradients' values are not checked (that would be a read in the hot path): a
+non-finite gradient gives non-finite updates, as in optax.
+
 ```none
 sgd:   m_t = momentum m_{t-1} + g_t;       update = -lr m_t   (m = g without momentum)
 adam:  m_t = b1 m_{t-1} + (1 - b1) g_t;    v_t = b2 v_{t-1} + (1 - b2) g_t^2
@@ -24,6 +30,8 @@ adam:  m_t = b1 m_{t-1} + (1 - b1) g_t;    v_t = b2 v_{t-1} + (1 - b2) g_t^2
     optimization. ICLR 2015. arXiv:1412.6980.
 """
 
+import math
+import numbers
 import typing
 
 import tensorflow as tf
@@ -61,10 +69,13 @@ def sgd(learning_rate, momentum=None) -> FunctionalOptimizer:
         _check_fraction("momentum", momentum)
 
     def init(params):
+        _check_params(params)
         return () if momentum is None else (_zeros_like(params),)
 
     def update(grads, state, params=None):
         del params
+        _check_state(state, 0 if momentum is None else 1)
+        _check_grads(grads, state)
         if momentum is None:
             return _map(lambda g: -learning_rate * g, grads), state
         velocity = _map(lambda m, g: momentum * m + g, state[0], grads)
@@ -80,7 +91,8 @@ def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8) -> FunctionalOptimizer:
       learning_rate: positive Python float.
       b1: decay of the first moment, in [0, 1). Default value: `0.9`.
       b2: decay of the second moment, in [0, 1). Default value: `0.999`.
-      eps: added to the root of the second moment. Default value: `1e-8`.
+      eps: positive float added to the root of the second moment (at 0 a
+        zero gradient would give 0/0). Default value: `1e-8`.
 
     Returns:
       A `FunctionalOptimizer`; its state is `(count, first moments, second
@@ -89,12 +101,16 @@ def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8) -> FunctionalOptimizer:
     _check_rate(learning_rate)
     _check_fraction("b1", b1)
     _check_fraction("b2", b2)
+    _check_positive("eps", eps)
 
     def init(params):
+        _check_params(params)
         return (tf.zeros([], tf.int32), _zeros_like(params), _zeros_like(params))
 
     def update(grads, state, params=None):
         del params
+        _check_state(state, 3)
+        _check_grads(grads, state[1:])
         count, mu, nu = state
         count = count + 1
         mu = _map(lambda m, g: b1 * m + (1.0 - b1) * g, mu, grads)
@@ -112,16 +128,76 @@ def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8) -> FunctionalOptimizer:
 
 
 def _check_rate(learning_rate):
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)):
+    _check_positive("learning_rate", learning_rate)
+
+
+def _check_real(name, value, expected):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"`learning_rate` must be a positive float; got {learning_rate!r}."
+            f"`{name}` must be {expected} (a Python or NumPy number); got "
+            f"{value!r} of type {type(value).__name__}."
         )
-    if learning_rate <= 0:
-        raise ValueError(f"`learning_rate` must be positive; got {learning_rate}.")
+
+
+def _check_positive(name, value):
+    _check_real(name, value, "a positive float")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"`{name}` must be positive and finite; got {value}.")
 
 
 def _check_fraction(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"`{name}` must be a float in [0, 1); got {value!r}.")
+    _check_real(name, value, "a float in [0, 1)")
     if not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be in [0, 1); got {value}.")
+
+
+def _check_params(params):
+    """`params`: a non-empty structure of floating-point tensors."""
+    leaves = tf.nest.flatten(params)
+    if not leaves:
+        raise ValueError(f"`params` must hold at least one tensor; got {params!r}.")
+    for leaf in leaves:
+        if isinstance(leaf, float):
+            continue
+        try:
+            floating = tf.as_dtype(leaf.dtype).is_floating
+        except (AttributeError, TypeError):
+            floating = False
+        if not floating:
+            raise TypeError(
+                "`params` must be a structure of floating-point tensors; got a "
+                f"leaf {leaf!r} of type {type(leaf).__name__}."
+            )
+
+
+def _check_state(state, length):
+    if not isinstance(state, tuple) or len(state) != length:
+        raise TypeError(
+            f"`state` must be the tuple of {length} that `init` returned; got "
+            f"{state!r}."
+        )
+
+
+def _check_grads(grads, moments):
+    """`grads`: tensors with the structure, dtypes and shapes of `moments`."""
+    for leaf in tf.nest.flatten(grads):
+        if not tf.is_tensor(leaf):
+            raise TypeError(
+                "`grads` must be a structure of tensors (a parameter that the "
+                f"loss does not depend on has a None gradient); got {leaf!r}."
+            )
+    for moment in moments:  # each shaped as the parameters given to `init`
+        try:
+            tf.nest.assert_same_structure(moment, grads)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                "`grads` must have the structure of the parameters given to "
+                f"`init`: {error}"
+            ) from None
+        for g, m in zip(tf.nest.flatten(grads), tf.nest.flatten(moment), strict=True):
+            if g.dtype != m.dtype or not g.shape.is_compatible_with(m.shape):
+                raise ValueError(
+                    "`grads` must match the parameters given to `init` in dtype "
+                    f"and shape: got {g.dtype.name} {g.shape} for a "
+                    f"{m.dtype.name} {m.shape} parameter."
+                )

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
+from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators import optimizers
@@ -135,24 +136,97 @@ def test_adam_matches_keras_adam_step_for_step():
     np.testing.assert_allclose(params, variable.numpy(), rtol=1e-5)
 
 
+@mode_parameter
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
         (dict(build_surrogate_posterior_fn=3), TypeError, "build_surrogate"),
+        (
+            dict(build_surrogate_posterior_fn=lambda loc, scale: (loc, scale)),
+            TypeError,
+            "`build_surrogate_posterior_fn\\(\\*initial_parameters\\)` must be",
+        ),
         (dict(initial_parameters=tf.constant(0.0)), TypeError, "initial_param"),
+        (dict(initial_parameters=[]), ValueError, "`initial_parameters` must hold"),
+        (dict(initial_parameters=[0.0, 1]), TypeError, "leaf 1 is 1 of type int"),
+        (dict(initial_parameters=[0.0, True]), TypeError, "leaf 1 is True"),
+        (dict(initial_parameters=[0.0, "a"]), TypeError, "`initial_parameters` must"),
+        (dict(initial_parameters=[0.0, None]), TypeError, "`initial_parameters` must"),
+        (
+            dict(initial_parameters=[tf.constant(0), tf.constant(0.5)]),
+            TypeError,
+            "floating-point",
+        ),
+        (
+            dict(initial_parameters=[np.float32(np.nan), 0.5]),
+            ValueError,
+            "`initial_parameters` must be finite; its leaf 0 holds 1 NaN",
+        ),
+        (
+            dict(initial_parameters=[tf.constant([0.0, np.inf]), 0.5]),
+            ValueError,
+            "`initial_parameters` must be finite",
+        ),
         (dict(optimizer=tf.keras.optimizers.Adam()), TypeError, "optimizer"),
         (dict(num_steps=0), ValueError, "num_steps"),
+        (dict(num_steps=-2), ValueError, "num_steps"),
+        (dict(num_steps=3.0), TypeError, "num_steps"),
+        (dict(num_steps=tf.constant([3])), ValueError, "num_steps"),
+        (dict(convergence_criterion="loss"), TypeError, "convergence_criterion"),
+        (dict(trace_fn=None), TypeError, "`trace_fn` must be"),
+        (dict(jit_compile="yes"), TypeError, "`jit_compile` must be"),
+        (dict(name=4), TypeError, "`name` must be"),
         (dict(sample_size=0), ValueError, "sample_size"),
+        (dict(sample_size=2.5), TypeError, "sample_size"),
+        (dict(importance_sample_size=-1), ValueError, "importance_sample_size"),
+        (dict(discrepancy_fn="kl"), TypeError, "discrepancy_fn"),
+        (dict(gradient_estimator="reparam"), TypeError, "gradient_estimator"),
+        (dict(seed=(1, 2, 3)), ValueError, "seed"),
         (dict(sampling="sobol"), ValueError, "sampling"),
+        (dict(sampling=None), TypeError, "sampling"),
     ],
 )
-def test_bad_arguments_name_the_argument(kwargs, error, match):
+def test_bad_arguments_name_the_argument(mode, kwargs, error, match):
     args = dict(
         target_log_prob_fn=target_log_prob_fn,
         build_surrogate_posterior_fn=build,
-        initial_parameters=INIT,
+        initial_parameters=list(INIT),
         optimizer=optimizers.adam(0.1),
         num_steps=3,
     )
-    with pytest.raises(error, match=match):
-        tve.fit_surrogate_posterior_stateless(**{**args, **kwargs})
+    args.update(kwargs)
+    parameters = args["initial_parameters"]
+    given = list(parameters) if isinstance(parameters, list) else None
+    assert_raises(
+        mode,
+        lambda: tve.fit_surrogate_posterior_stateless(**args),
+        error,
+        match,
+    )
+    if given is not None:  # the caller's list: same length, same objects
+        assert len(parameters) == len(given)
+        assert all(a is b for a, b in zip(parameters, given, strict=True))
+
+
+def test_parameters_known_only_when_traced_are_not_read():
+    # Inside a tf.function with symbolic parameters the values are unknown at
+    # trace time: the fit is built (finiteness is not checked there).
+    @tf.function(input_signature=[tf.TensorSpec([], tf.float32)] * 2)
+    def fit(loc, raw_scale):
+        return tve.fit_surrogate_posterior_stateless(
+            target_log_prob_fn, build, [loc, raw_scale], optimizers.sgd(0.1), 2
+        )
+
+    (loc, _), losses = fit(tf.constant(0.0), tf.constant(0.5))
+    assert np.isfinite(float(loc)) and losses.shape == [2]
+
+
+def test_a_fit_leaves_the_given_parameters_untouched():
+    initial = [tf.constant(0.0), np.float32(0.5)]
+    given = [np.array(p) for p in initial]
+    tve.fit_surrogate_posterior_stateless(
+        target_log_prob_fn, build, initial, optimizers.adam(0.1), 3, seed=SEED
+    )
+    assert len(initial) == 2
+    for parameter, value in zip(initial, given, strict=True):
+        np.testing.assert_array_equal(parameter, value)

@@ -70,11 +70,11 @@ def check_fit_arguments(
     checks.check_name(name)
     _check_optimizer(optimizer)
     num_steps = _static_positive_integer("num_steps", num_steps)
-    _check_convergence_criterion(convergence_criterion)
+    check_convergence_criterion(convergence_criterion)
     checks.check_callable("trace_fn", trace_fn)
     _check_trainable_variables(trainable_variables)
-    _check_optional_bool("jit_compile", jit_compile)
-    _check_optional_bool("progress", progress)
+    check_optional_bool("jit_compile", jit_compile)
+    check_optional_bool("progress", progress)
     checkpoint_dir = _checked_checkpoint_dir(checkpoint_dir)
     return FitArguments(
         optimizer=optimizer,
@@ -112,7 +112,7 @@ def _static_positive_integer(name, value):
     return int(static)
 
 
-def _check_convergence_criterion(criterion):
+def check_convergence_criterion(criterion):
     if criterion is None or (
         hasattr(criterion, "bootstrap") and hasattr(criterion, "one_step")
     ):
@@ -142,7 +142,7 @@ def _check_trainable_variables(trainable_variables):
             )
 
 
-def _check_optional_bool(name, value):
+def check_optional_bool(name, value):
     if value is not None and not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be None or a bool; got {value!r}.")
 

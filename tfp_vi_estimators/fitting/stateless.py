@@ -1,7 +1,9 @@
 """`fit_surrogate_posterior_stateless`: `tfp.vi`'s functional fit, with our loss."""
 
 import dataclasses
+import numbers
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -9,6 +11,10 @@ from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.estimator_choice import GradientEstimators
 from tfp_vi_estimators.estimators.plan import Density
+from tfp_vi_estimators.fitting.arguments import (
+    check_convergence_criterion,
+    check_optional_bool,
+)
 from tfp_vi_estimators.loss_config import check_arguments
 from tfp_vi_estimators.variational_loss import evaluate_loss
 
@@ -89,8 +95,14 @@ def fit_surrogate_posterior_stateless(
     Raises:
       TypeError, ValueError: for bad arguments, naming the argument, before
         any step (the loss's arguments are checked on the surrogate built
-        from `initial_parameters`).
+        from `initial_parameters`): `initial_parameters` not a non-empty list
+        or tuple of floating-point tensors, or, when their values are known
+        at the call (not inside a `tf.function`), holding NaN or infinite
+        values. As in `tfp.vi`, the steps themselves are not guarded: a
+        non-finite loss during the fit shows in the trace (trace the loss)
+        rather than raising.
     """
+    _check_fit_arguments(convergence_criterion, trace_fn, jit_compile, name)
     config = _checked_config(
         target_log_prob_fn,
         build_surrogate_posterior_fn,
@@ -134,16 +146,18 @@ def fit_surrogate_posterior_stateless(
     )
 
 
+def _check_fit_arguments(convergence_criterion, trace_fn, jit_compile, name):
+    check_convergence_criterion(convergence_criterion)
+    checks.check_callable("trace_fn", trace_fn)
+    check_optional_bool("jit_compile", jit_compile)
+    checks.check_name(name)
+
+
 def _checked_config(
     target_log_prob_fn, build_fn, initial_parameters, optimizer, num_steps, loss_kwargs
 ):
     checks.check_callable("build_surrogate_posterior_fn", build_fn)
-    if not isinstance(initial_parameters, (list, tuple)):
-        raise TypeError(
-            "`initial_parameters` must be a list or tuple of Tensors (the "
-            "arguments of `build_surrogate_posterior_fn`); got "
-            f"{type(initial_parameters).__name__}."
-        )
+    _check_initial_parameters(initial_parameters)
     if not (hasattr(optimizer, "init") and hasattr(optimizer, "update")):
         raise TypeError(
             "`optimizer` must have optax's `init(params)` and "
@@ -151,6 +165,57 @@ def _checked_config(
             f"`tfp_vi_estimators.optimizers.adam(0.1)`); got {optimizer!r}."
         )
     checks.check_positive_integer("num_steps", num_steps)
-    return check_arguments(
-        target_log_prob_fn, build_fn(*initial_parameters), **loss_kwargs
+    surrogate = build_fn(*initial_parameters)
+    checks.check_distribution(
+        "build_surrogate_posterior_fn(*initial_parameters)", surrogate
     )
+    return check_arguments(target_log_prob_fn, surrogate, **loss_kwargs)
+
+
+def _check_initial_parameters(initial_parameters):
+    """A non-empty list or tuple of floating-point tensors, finite if known."""
+    if not isinstance(initial_parameters, (list, tuple)):
+        raise TypeError(
+            "`initial_parameters` must be a list or tuple of Tensors (the "
+            "arguments of `build_surrogate_posterior_fn`); got "
+            f"{type(initial_parameters).__name__}."
+        )
+    leaves = tf.nest.flatten(initial_parameters)
+    if not leaves:
+        raise ValueError(
+            "`initial_parameters` must hold at least one Tensor to optimize; got "
+            f"{initial_parameters!r}."
+        )
+    for index, leaf in enumerate(leaves):
+        _check_parameter(index, leaf)
+
+
+def _check_parameter(index, leaf):
+    """Leaf `index` of the flattened parameters: floating, finite if known."""
+    if isinstance(leaf, (tf.Tensor, tf.Variable)):
+        floating = leaf.dtype.is_floating
+    elif isinstance(leaf, (numbers.Real, np.ndarray, np.generic)):
+        floating = np.asarray(leaf).dtype.kind == "f"  # not bool, int or str
+    else:
+        floating = False
+    if not floating:
+        raise TypeError(
+            "`initial_parameters` must hold floating-point Tensors (they are "
+            f"differentiated); its leaf {index} is {leaf!r} of type "
+            f"{type(leaf).__name__}."
+        )
+    values = _static_values(leaf)
+    if values is not None and not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"`initial_parameters` must be finite; its leaf {index} holds "
+            f"{np.sum(~np.isfinite(values))} NaN or infinite values."
+        )
+
+
+def _static_values(leaf):
+    """The leaf's values if known without running a graph, else `None`."""
+    if isinstance(leaf, tf.Variable):
+        return leaf.numpy() if tf.executing_eagerly() else None
+    if tf.is_tensor(leaf):
+        return tf.get_static_value(leaf)
+    return np.asarray(leaf)
