@@ -283,7 +283,14 @@ def _draw_straight_through(q, shape, num_samples, seed):
 
 
 def _rao_blackwellised(distribution, hard, num_samples, seed):
-    """`h + mean_m s_m - stop(mean_m s_m)`, `s_m` relaxed given `h` (Gumbel-Rao)."""
+    """`h` in value; the gradient of `mean_m s_m`, `s_m` relaxed given `h`.
+
+    `s_m = sigmoid(z_m / t)` or `softmax(z_m / t)` with `d z_m / d a = 1`, so
+    the gradient is that of the mean Jacobian `J` (stopped: the `M`
+    relaxations cost forward work only) applied to `a - stop(a)`:
+    `J = mean_m s_m (1 - s_m) / t` per Bernoulli unit, `J = mean_m (diag(s_m)
+    - s_m s_m^T) / t` per categorical one.
+    """
     inner = _unwrapped(distribution)
     categorical = family_of(distribution) not in _BERNOULLI_VALUED
     logits = tf.broadcast_to(
@@ -295,12 +302,26 @@ def _rao_blackwellised(distribution, hard, num_samples, seed):
     uniforms = discrete_couplings.open_uniform(
         tf.concat([[num_samples], tf.shape(hard)], 0), logits.dtype, seed
     )
+    stopped = tf.stop_gradient(logits)
     z = relaxations.conditional(
-        tf.stop_gradient(logits), tf.cast(hard, logits.dtype), uniforms, categorical
+        stopped, tf.cast(hard, logits.dtype), uniforms, categorical
     )
-    path = relaxations.unconditional_path(z, logits, categorical)
-    mean = tf.reduce_mean(relaxations.soft(path, temperature, categorical), axis=0)
-    return tf.cast(hard, mean.dtype) + (mean - tf.stop_gradient(mean))
+    soft = relaxations.soft(z, temperature, categorical)
+    direction = logits - stopped  # zero in value, the identity in gradient
+    if categorical:
+        jacobian = (
+            tf.reduce_mean(
+                tf.linalg.diag(soft)
+                - soft[..., :, tf.newaxis] * soft[..., tf.newaxis, :],
+                axis=0,
+            )
+            / temperature[..., tf.newaxis]
+        )
+        step = tf.linalg.matvec(tf.stop_gradient(jacobian), direction)
+    else:
+        slope = tf.reduce_mean(soft * (1.0 - soft), axis=0) / temperature
+        step = tf.stop_gradient(slope) * direction
+    return tf.cast(hard, logits.dtype) + step
 
 
 def _discrete_parts(spec, distributions, samples, shape, seed):

@@ -13,8 +13,8 @@ categorical:  z_c = a_c + Gumbel(0, 1),    b = argmax_c z_c
 Tucker et al. [1] and Grathwohl et al. [2] (`theta = sigmoid(a)`):
 
 ```none
-Bernoulli, b = 1:  z = softplus(a) + log(1 - theta (1 - v)) - log(1 - v)
-Bernoulli, b = 0:  z = -softplus(-a) + log v - log(1 - v (1 - theta))
+Bernoulli:         u' = 1 - theta (1 - v) if b = 1,  v (1 - theta) if b = 0
+                   z  = a + log u' - log(1 - u')
 categorical:       z_b = -log(-log v_b)
                    z_c = -log(exp(-a_c) (-log v_c) + exp(-z_b)),  c != b
 ```
@@ -52,18 +52,16 @@ def conditional(logits, values, uniforms, categorical):
 
 
 def _conditional_logistic(logits, values, uniforms):
-    theta = tf.sigmoid(logits)
-    if_one = (
-        tf.math.softplus(logits)
-        + tf.math.log1p(-theta * (1.0 - uniforms))
-        - tf.math.log1p(-uniforms)
+    # The uniform behind z, u' ~ U(1 - theta, 1) if b = 1 else U(0, 1 - theta),
+    # and 1 - u', each formed without cancellation; z = a + log u' - log(1 - u').
+    theta, not_theta = tf.sigmoid(logits), tf.sigmoid(-logits)
+    below = values * (1.0 - theta * (1.0 - uniforms)) + (1.0 - values) * (
+        uniforms * not_theta
     )
-    if_zero = (
-        -tf.math.softplus(-logits)
-        + tf.math.log(uniforms)
-        - tf.math.log1p(-uniforms * (1.0 - theta))
+    above = values * (theta * (1.0 - uniforms)) + (1.0 - values) * (
+        1.0 - uniforms * not_theta
     )
-    return tf.where(values > 0.5, if_one, if_zero)
+    return logits + tf.math.log(below) - tf.math.log(above)
 
 
 def _conditional_gumbel(logits, values, uniforms):

@@ -74,21 +74,28 @@ def pair_weight(logits, values, partner_values):
     Returns:
       `[...]`, the importance weight of the sorted stick-breaking pair.
     """
-    order, log_p, log_not_p = sorted_stick_breaking(logits)
-    batch_dims = order.shape.rank - 1
-    level = tf.minimum(
-        tf.argmax(tf.gather(values, order, batch_dims=batch_dims), axis=-1),
-        tf.argmax(tf.gather(partner_values, order, batch_dims=batch_dims), axis=-1),
+    ranks, sorted_probs, tails = sorted_stick_breaking(tf.stop_gradient(logits))
+    ranks = tf.cast(ranks, values.dtype)
+    level = tf.cast(
+        tf.minimum(
+            tf.reduce_sum(values * ranks, axis=-1),
+            tf.reduce_sum(partner_values * ranks, axis=-1),
+        ),
+        tf.int32,
     )
-    num_levels = tf.shape(log_p)[-1]
-    # log((1 - p)^2 / (1 - 2 p)); the last level (p may be 1/2) never enters
-    # the product, which runs over levels below an earlier one.
-    log_both_pass = 2.0 * log_not_p - (
-        log_not_p + tf.math.log1p(-tf.exp(log_p - log_not_p))
-    )
+    # With S_i the tails: (1 - p_i)^2 / (1 - 2 p_i) = S_{i+1}^2 / (S_i (S_{i+1} -
+    # q_(i))) and 1 - p_i = S_{i+1} / S_i. The last level (p may be 1/2) never
+    # enters the product, which runs over levels below an earlier one; below it
+    # S_{i+1} >= 2 q_(i), so the difference does not cancel.
+    log_tails = tf.math.log(tails)
+    num_levels = tf.shape(tails)[-1] - 1
     inner = tf.range(num_levels) < num_levels - 1
+    gap = tf.where(inner, tails[..., 1:] - sorted_probs[..., :-1], tails[..., 1:])
+    log_both_pass = 2.0 * log_tails[..., 1:] - log_tails[..., :-1] - tf.math.log(gap)
     log_both_pass = tf.where(inner, log_both_pass, tf.zeros_like(log_both_pass))
-    log_weights = tf.math.cumsum(log_both_pass, axis=-1, exclusive=True) + log_not_p
+    log_weights = tf.math.cumsum(log_both_pass, axis=-1, exclusive=True) + (
+        log_tails[..., 1:] - log_tails[..., :-1]
+    )
     at_level = tf.one_hot(level, num_levels, dtype=logits.dtype)
     weight = tf.reduce_sum(at_level * tf.exp(log_weights), axis=-1)
     same = tf.reduce_all(tf.equal(values, partner_values), axis=-1)
