@@ -39,6 +39,7 @@ setup(
             "mlxtend",
             "scikit-learn",
             "matplotlib",
+            "inference_gym",
         ],
         "docs": [
             "mkdocs",
@@ -47,6 +48,9 @@ setup(
         ],
         "report": [
             "matplotlib",
+            # Posterior targets with known answers for the `accuracy` section
+            # and benchmarks/posterior_accuracy.py; never needed by the loss.
+            "inference_gym",
         ],
     },
     classifiers=[

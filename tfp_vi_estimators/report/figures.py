@@ -7,12 +7,13 @@ is drawn, so that computing and rendering a report section needs none.
 __all__ = ["log_log", "new_figure", "save_figure"]
 
 
-def new_figure(ncols=1, width=6.0, height=4.0):
-    """A `Figure` with `ncols` axes, independent of any pyplot backend."""
+def new_figure(ncols=1, width=6.0, height=4.0, nrows=1):
+    """A `Figure` with `nrows x ncols` axes (a flat list, row by row),
+    independent of any pyplot backend; `width` and `height` are per axes."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width * ncols, height))
-    axes = [figure.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    figure = Figure(figsize=(width * ncols, height * nrows))
+    axes = [figure.add_subplot(nrows, ncols, i + 1) for i in range(nrows * ncols)]
     return figure, axes
 
 

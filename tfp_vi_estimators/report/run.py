@@ -7,6 +7,7 @@ import traceback
 import warnings
 
 from tfp_vi_estimators.report import (
+    accuracy,
     bias,
     memory,
     psis_khat,
@@ -39,6 +40,7 @@ SECTIONS = [
     speed.SECTION,
     psis_khat.SECTION,
     qmc_variance.SECTION,
+    accuracy.SECTION,
 ]
 
 

@@ -68,6 +68,27 @@ class Settings:
     qmc_dim: int = 10
     qmc_sample_sizes: tuple = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
     qmc_repeats: int = 100
+    # Posterior accuracy on Inference Gym targets (`report.accuracy`, issue
+    # 21): `None` targets / arms: all of `accuracy_targets.TARGET_NAMES` /
+    # `accuracy_fits.ARMS` (arms by label otherwise). Each arm fits
+    # `accuracy_seeds` replicates for `accuracy_steps` Adam steps of
+    # `accuracy_draws_per_step` target evaluations; full-rank families up to
+    # `accuracy_max_full_rank_dim` parameters; step times from
+    # `accuracy_timing_rounds` alternating rounds of about
+    # `accuracy_timing_seconds` each.
+    accuracy_targets: tuple | None = None
+    accuracy_families: tuple = ("mean-field", "full-rank", "affine")
+    accuracy_arms: tuple | None = None
+    accuracy_steps: int = 2000
+    accuracy_seeds: int = 5
+    accuracy_learning_rate: float = 0.02
+    accuracy_draws_per_step: int = 8
+    accuracy_max_full_rank_dim: int = 120
+    accuracy_jit_compile: bool = True
+    accuracy_psis_draws: int = 4000
+    accuracy_checkpoints: int = 16
+    accuracy_timing_seconds: float = 0.5
+    accuracy_timing_rounds: int = 5
 
 
 _FULL = Settings()
@@ -112,6 +133,16 @@ _SMALLER = {
     "qmc_dim": (_FULL, 3),
     "qmc_sample_sizes": ((4, 8, 16, 32, 64, 128, 256), (4, 16)),
     "qmc_repeats": (30, 4),
+    "accuracy_targets": (("EightSchools", "Banana"), ("Banana",)),
+    "accuracy_families": (("mean-field",), ("mean-field",)),
+    "accuracy_arms": (_FULL, ("tfp.vi", "DOUBLY_REPARAMETERIZED")),
+    "accuracy_steps": (500, 3),
+    "accuracy_seeds": (_FULL, 2),
+    "accuracy_jit_compile": (False, False),
+    "accuracy_psis_draws": (1000, 20),
+    "accuracy_checkpoints": (10, 3),
+    "accuracy_timing_seconds": (0.2, 0.01),
+    "accuracy_timing_rounds": (3, 1),
 }
 
 

@@ -1,0 +1,253 @@
+"""Better posteriors, not only better gradients: accuracy on Inference Gym targets.
+
+Issue 21. For each target with known posterior moments
+(`accuracy_targets`), each surrogate family (mean-field, full-rank, TFP's
+affine builder) and each arm of `accuracy_fits.ARMS` (`tfp.vi`'s default fit,
+and ours with each estimator and option), `accuracy_seeds` replicates are
+fitted for `accuracy_steps` Adam steps with the same number of target
+evaluations per step. The errors (`accuracy_metrics`: standardized mean
+error and sd log-ratio, exact moments of q by quadrature) are recorded after
+every step, so they are compared
+
+- at equal steps: after the last step;
+- at equal wall time: each arm after the steps it runs in the time the
+  fastest arm takes for all of them (`N * t_fastest / t_arm` steps, from the
+  alternating step-time harness `accuracy_fits.step_times`);
+- against steps: log-log curves at `accuracy_checkpoints` log-spaced steps.
+
+Summaries are medians over the replicates, with the number of replicates on
+which an arm is better than `tfp.vi` on the same seed. A replicate that
+diverged is shown as *diverged at step N*, never as a number.
+
+`benchmarks/posterior_accuracy.py` runs the same code from the command line
+(the full preset by default) and writes the same tables and plot.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from tfp_vi_estimators.report import accuracy_fits, accuracy_targets
+from tfp_vi_estimators.report.accuracy_tables import plot, render, summarize
+from tfp_vi_estimators.report.progress import silent
+from tfp_vi_estimators.report.section import Section
+
+__all__ = ["AccuracyResult", "checkpoint_steps", "compute", "family_rows"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AccuracyResult:
+    """Every fit's errors, step times and divergences.
+
+    Attributes:
+      steps, seeds, draws_per_step, learning_rate, jit_compile, psis_draws:
+        the protocol.
+      skipped: why nothing was measured (`inference_gym` missing), or None.
+      targets: one dict per target: `name`, and `dim` and `truth_noise`
+        (median standardized standard error of the ground truth, None if gym
+        gives none) or `error` (why it did not load).
+      rows: one dict per target, family and arm (see `family_rows`).
+    """
+
+    steps: int
+    seeds: int
+    draws_per_step: int
+    learning_rate: float
+    jit_compile: bool
+    psis_draws: int
+    skipped: str | None
+    targets: tuple
+    rows: tuple
+
+
+def chosen_arms(settings):
+    """`accuracy_fits.ARMS`, or those named by `settings.accuracy_arms`."""
+    names = settings.accuracy_arms
+    if names is None:
+        return accuracy_fits.ARMS
+    known = {arm.label: arm for arm in accuracy_fits.ARMS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(
+            f"`accuracy_arms`: unknown {unknown}; choose from {list(known)}."
+        )
+    return tuple(known[name] for name in names)
+
+
+def compute(settings, progress=silent, on_rows=None):
+    """Fits every target, family and arm: an `AccuracyResult`.
+
+    Args:
+      settings: the report's `Settings` (its `accuracy_` fields).
+      progress: callable printing one line per step.
+      on_rows: optional callable given the rows so far after each target and
+        family (the benchmark saves them as it goes).
+    """
+    arms = chosen_arms(settings)
+    protocol = dict(
+        steps=settings.accuracy_steps,
+        seeds=settings.accuracy_seeds,
+        draws_per_step=settings.accuracy_draws_per_step,
+        learning_rate=settings.accuracy_learning_rate,
+        jit_compile=settings.accuracy_jit_compile,
+        psis_draws=settings.accuracy_psis_draws,
+    )
+    try:
+        accuracy_targets.load_gym()
+    except accuracy_targets.MissingInferenceGym as error:
+        progress(f"skipped: {error}")
+        return AccuracyResult(**protocol, skipped=str(error), targets=(), rows=())
+    targets, rows = [], []
+    names = settings.accuracy_targets or accuracy_targets.TARGET_NAMES
+    for index, name in enumerate(names):
+        target = _loaded(name, targets, progress)
+        for family_index, family in enumerate(settings.accuracy_families):
+            if target is None or not accuracy_targets.family_applies(
+                family, target.dim, settings.accuracy_max_full_rank_dim
+            ):
+                continue
+            seed = (settings.seed, 100 * index + family_index)
+            rows += family_rows(target, family, arms, settings, seed, progress)
+            if on_rows is not None:
+                on_rows(
+                    AccuracyResult(
+                        **protocol,
+                        skipped=None,
+                        targets=tuple(targets),
+                        rows=tuple(rows),
+                    )
+                )
+    return AccuracyResult(
+        **protocol, skipped=None, targets=tuple(targets), rows=tuple(rows)
+    )
+
+
+def _loaded(name, targets, progress):
+    """The `GymTarget` `name` (its description appended to `targets`), or None."""
+    try:
+        target = accuracy_targets.load_target(name)
+    except ValueError as error:
+        progress(f"{name}: not loaded: {error}")
+        targets.append(dict(name=name, error=str(error)))
+        return None
+    targets.append(dict(name=name, dim=target.dim, truth_noise=target.truth_noise()))
+    return target
+
+
+def checkpoint_steps(steps, count):
+    """About `count` log-spaced step counts from 1 to `steps` (both included)."""
+    return [int(n) for n in np.unique(np.round(np.geomspace(1, steps, count)))]
+
+
+def family_rows(target, family, arms, settings, seed, progress=silent):
+    """Fits `target` with `family` by every arm: one row (a dict) per arm.
+
+    A fitted arm's row: `target`, `family`, `arm`, `status` ('fitted'),
+    `one_by_one`, `seeds` (per replicate: `diverged_step`, `mean_error`,
+    `sd_log_ratio`, `khat`; None where diverged), `checkpoints` and
+    `curve_mean_error`, `curve_sd_log_ratio` (per checkpoint, per replicate),
+    `equal_time_steps` and `equal_time_mean_error`, `equal_time_sd_log_ratio`
+    (per replicate), `fit_seconds`, `step_ms`, `compile_seconds`. A refused
+    arm's: `status` 'refused' and `message`.
+    """
+    probe = accuracy_targets.make_surrogate(family, target.dim, 1, seed)
+    outcomes, refused = {}, {}
+    for arm in arms:
+        reason = accuracy_fits.refusal(arm, target, probe, settings)
+        if reason is not None:
+            refused[arm.label] = reason
+            continue
+        progress(f"{target.name}, {family}: fitting with {arm.label}")
+        outcomes[arm.label] = accuracy_fits.fit_arm(target, family, arm, settings, seed)
+    progress(f"{target.name}, {family}: step times of {len(outcomes)} arms")
+    fitted = [arm for arm in arms if arm.label in outcomes]
+    times = accuracy_fits.step_times(target, family, fitted, settings, seed)
+    equal_steps = _equal_time_steps(times, settings.accuracy_steps)
+    head = dict(target=target.name, family=family)
+    return [
+        dict(head, arm=arm.label, status="refused", message=refused[arm.label])
+        if arm.label in refused
+        else dict(
+            head,
+            arm=arm.label,
+            **_fitted_row(
+                outcomes[arm.label],
+                times[arm.label],
+                equal_steps.get(arm.label),
+                settings,
+            ),
+        )
+        for arm in arms
+    ]
+
+
+def _equal_time_steps(times, steps):
+    """`{label: steps}` each arm runs in the time the fastest takes for `steps`."""
+    known = {label: t["step_ms"] for label, t in times.items() if t["step_ms"]}
+    if not known:
+        return {}
+    fastest = min(known.values())
+    return {
+        label: int(min(steps, max(1, np.floor(steps * fastest / ms))))
+        for label, ms in known.items()
+    }
+
+
+def _fitted_row(outcome, times, equal_steps, settings):
+    """The numbers of a fitted arm's row (JSON values: no NaN).
+
+    `equal_steps` is the arm's step count at equal wall time (None without a
+    step time).
+    """
+    checkpoints = checkpoint_steps(
+        settings.accuracy_steps, settings.accuracy_checkpoints
+    )
+    finished = [step is None for step in outcome.diverged_step]
+    at_equal_time = [None] * len(finished)
+    if equal_steps is not None:
+        (at_equal_time,) = _rows_at(outcome.mean_error, [equal_steps], finished)
+        (sd_equal_time,) = _rows_at(outcome.sd_log_ratio, [equal_steps], finished)
+    return dict(
+        status="fitted",
+        one_by_one=outcome.one_by_one,
+        seeds=[
+            dict(
+                diverged_step=step,
+                mean_error=_value(outcome.mean_error[-1, r], finished[r]),
+                sd_log_ratio=_value(outcome.sd_log_ratio[-1, r], finished[r]),
+                khat=outcome.khat[r],
+            )
+            for r, step in enumerate(outcome.diverged_step)
+        ],
+        checkpoints=checkpoints,
+        curve_mean_error=_rows_at(outcome.mean_error, checkpoints, finished),
+        curve_sd_log_ratio=_rows_at(outcome.sd_log_ratio, checkpoints, finished),
+        equal_time_steps=equal_steps,
+        equal_time_mean_error=at_equal_time,
+        equal_time_sd_log_ratio=(
+            sd_equal_time if equal_steps is not None else [None] * len(finished)
+        ),
+        fit_seconds=float(outcome.fit_seconds),
+        step_ms=times.get("step_ms"),
+        compile_seconds=times.get("compile_seconds"),
+    )
+
+
+def _value(value, finished):
+    """A finished replicate's finite value as a float; None otherwise."""
+    return float(value) if finished and np.isfinite(value) else None
+
+
+def _rows_at(values, steps, finished):
+    """`values[n - 1]` per step count `n`, per replicate (None if diverged)."""
+    return [
+        [_value(v, f) for v, f in zip(values[n - 1], finished, strict=True)]
+        for n in steps
+    ]
+
+
+NAME = "accuracy"
+TITLE = "Better posteriors: accuracy on Inference Gym targets with known answers"
+SECTION = Section(
+    NAME, TITLE, compute, render, summarize, plot, "error against steps, log-log"
+)
