@@ -140,11 +140,9 @@ def coupled_categorical(uniforms, logits):
 
     Args:
       uniforms: `[..., C - 1]`, one uniform per stick-breaking level.
-      logits: `[..., C]`, broadcastable to the values' shape.
+      logits: `[..., C]`, broadcastable to the values' shape (the ranks and
+        levels are computed once per distinct logits, then broadcast).
     """
-    logits = tf.broadcast_to(
-        logits, tf.concat([tf.shape(uniforms)[:-1], tf.shape(logits)[-1:]], 0)
-    )
     ranks, sorted_probs, tails = sorted_stick_breaking(logits)
     says_no = tf.cast(uniforms * tails[..., :-1] >= sorted_probs[..., :-1], tf.int32)
     # The chosen level is the number of leading refusals (C - 1 if all refuse).
