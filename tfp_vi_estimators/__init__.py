@@ -37,12 +37,20 @@ from tfp_vi_estimators.fitting import (
     fit_surrogate_posterior,
     fit_surrogate_posterior_stateless,
 )
+from tfp_vi_estimators.low_rank import build_low_rank_surrogate_posterior
 from tfp_vi_estimators.marginal_likelihood import log_marginal_likelihood
 from tfp_vi_estimators.minibatch import (
     MinibatchTarget,
     SubsampledTarget,
     minibatch_target,
     subsampled_target,
+)
+from tfp_vi_estimators.pathfinding import (
+    PathfinderResult,
+    UnconstrainedTarget,
+    pathfinder,
+    surrogate_from_pathfinder,
+    unconstrained_target,
 )
 from tfp_vi_estimators.psis import (
     importance_resample,
@@ -78,9 +86,11 @@ _LAZY_MODULES = (
     "keras_models",
     "local_cluster",
     "loss_config",
+    "low_rank",
     "marginal_likelihood",
     "minibatch",
     "optimizers",
+    "pathfinding",
     "problems",
     "psis",
     "quasi_monte_carlo",
@@ -105,10 +115,13 @@ def __dir__():
 __all__ = [
     "GradientEstimators",
     "MinibatchTarget",
+    "PathfinderResult",
     "QuasiMonteCarlo",
     "SubsampledTarget",
+    "UnconstrainedTarget",
     "amari_alpha",
     "arithmetic_geometric",
+    "build_low_rank_surrogate_posterior",
     "chi_square",
     "csiszar_vimco",
     "dual_csiszar_function",
@@ -126,6 +139,7 @@ __all__ = [
     "log1p_abs",
     "minibatch_target",
     "modified_gan",
+    "pathfinder",
     "monte_carlo_variational_loss",
     "mutual_information",
     "pearson",
@@ -135,8 +149,10 @@ __all__ = [
     "psis_smooth",
     "squared_hellinger",
     "subsampled_target",
+    "surrogate_from_pathfinder",
     "symmetrized_csiszar_function",
     "t_power",
     "total_variation",
     "triangular",
+    "unconstrained_target",
 ]
