@@ -41,7 +41,6 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal import discrete_couplings, relaxations
-from tfp_vi_estimators._internal.reparameterization import reparameterized_parts
 from tfp_vi_estimators._internal.surrogates import as_distribution
 from tfp_vi_estimators.distributions.straight_through import (
     RelaxedBernoulliStraightThrough,
@@ -119,7 +118,12 @@ def check_surrogate(estimator, surrogate, sample_size):
         "other parts are reparameterized"
     )
     parts = _parts(q)
-    reparameterized = reparameterized_parts(q) if _is_joint(q) else [False]
+    # Read off each part (TFP lists a JointDistributionNamed's parts in model
+    # order, its `reparameterization_type` in the order of sorted names).
+    reparameterized = [
+        _is_joint(q) and part.reparameterization_type == tfd.FULLY_REPARAMETERIZED
+        for part in parts
+    ]
     families = [family_of(part) for part in parts]
     for i, (part, family, path) in enumerate(
         zip(parts, families, reparameterized, strict=True)

@@ -136,8 +136,15 @@ def test_mean_gradient_is_the_enumerated_gradient(
     assert np.all(np.abs(z) < Z_TOLERANCE), z
 
 
-def test_joint_surrogate_keeps_the_path_gradient_of_its_normal_part():
+@pytest.mark.parametrize(
+    "named", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["seq", "named"]
+)
+def test_joint_surrogate_keeps_the_path_gradient_of_its_normal_part(named):
     problem = JointProblem(NUM_DRAWS)
+    if named:  # TFP lists the parts in model order (b, a), sorted elsewhere (a, b)
+        discrete, normal = problem.surrogate.model
+        problem.surrogate = tfd.JointDistributionNamed(dict(b=discrete, a=normal))
+        problem.target_log_prob = lambda a, b: JointProblem.target_log_prob(b, a)
     draws = per_draw_gradients(
         _loss(problem, estimators.DisARM(), 2), problem.variables
     )

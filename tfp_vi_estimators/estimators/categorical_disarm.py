@@ -58,11 +58,9 @@ from tfp_vi_estimators.estimators.plan import DiscreteFamily
 __all__ = ["CategoricalDisARM", "pair_weight"]
 
 
-def _partner(values):
-    """The other draw's values of each pair (draws `2g` and `2g + 1`)."""
-    shape = tf.shape(values)
-    paired = tf.reshape(values, tf.concat([[-1, 2], shape[1:]], 0))
-    return tf.reshape(tf.reverse(paired, axis=[1]), shape)
+def _paired(tensor):
+    """`[S, ...]` as `[S / 2, 2, ...]`: draws `2g` and `2g + 1` form pair `g`."""
+    return tf.reshape(tensor, tf.concat([[-1, 2], tf.shape(tensor)[1:]], 0))
 
 
 def pair_weight(logits, values, partner_values):
@@ -106,7 +104,11 @@ def _weight(part, group_size):
     del group_size  # pairs
     if not part.categorical:
         return antithetic_correction(part.logits, 2)  # sigmoid(|a|)
-    return pair_weight(part.logits, part.values, _partner(part.values))
+    # The two draws of a pair share their logits: weigh each pair once.
+    values = _paired(part.values)
+    weight = pair_weight(_paired(part.logits)[:, 0], values[:, 0], values[:, 1])
+    both = tf.stack([weight, weight], axis=1)
+    return tf.reshape(both, tf.shape(part.values)[:-1])
 
 
 class CategoricalDisARM(GradientEstimator):
