@@ -209,15 +209,19 @@ def _check_sampling(
     if sampling is None:
         return None
     plan = estimator.plan
+    each_component = plan.layout is Layout.ONE_PER_COMPONENT
     if (
         plan.needs is not Needs.FULL
-        or plan.layout is not Layout.DRAWS_FIRST
+        or plan.layout not in (Layout.DRAWS_FIRST, Layout.ONE_PER_COMPONENT)
         or plan.discrete is not None
     ):
         raise ValueError(
             f"`sampling={sampling!r}` pushes quasi-Monte Carlo noise through a "
-            "reparameterized surrogate; it serves REPARAMETERIZATION and "
-            f"DOUBLY_REPARAMETERIZED (and their configured forms), not {estimator!r}."
+            "reparameterized surrogate; it serves REPARAMETERIZATION, "
+            "DOUBLY_REPARAMETERIZED and MixtureStickingTheLanding (and their "
+            f"configured forms), not {estimator!r}: score-function terms and "
+            "their baselines assume independent draws (a leave-one-out baseline "
+            "would correlate with its draw). Use `sampling='iid'` with it."
         )
     if not all(isinstance(n, int) for n in (sample_size, importance_sample_size)):
         raise ValueError(
@@ -225,7 +229,7 @@ def _check_sampling(
             "`importance_sample_size` (the point set is fixed when traced); got "
             f"{sample_size!r} and {importance_sample_size!r}."
         )
-    reason = unsupported_reason(surrogate)
+    reason = unsupported_reason(surrogate, each_component)
     if reason is not None:
         raise ValueError(
             f"`sampling={sampling!r}` cannot serve `surrogate_posterior` "

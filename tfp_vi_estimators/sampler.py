@@ -106,12 +106,12 @@ def draw(
 
     `sampling` is `None` (iid draws, as `tfp.vi`) or a
     `quasi_monte_carlo.QuasiMonteCarlo` (randomized Sobol' base noise pushed
-    through the surrogate's reparameterization; `Layout.DRAWS_FIRST` only,
-    checked by `loss_config`).
+    through the surrogate's reparameterization; `Layout.DRAWS_FIRST` and
+    `Layout.ONE_PER_COMPONENT`, checked by `loss_config`).
     """
     if plan.layout is Layout.ONE_PER_COMPONENT:
         return _draw_from_each_component(
-            plan, surrogate, stopped_surrogate, sample_size, seed
+            plan, surrogate, stopped_surrogate, sample_size, seed, sampling
         )
     if plan.discrete is not None:
         return _draw_discrete(
@@ -182,7 +182,9 @@ def _stopped_parameters(surrogate, stopped_surrogate, with_pre_image, samples):
     """`log q_{stop(phi)}(samples)`: from the pre-image when the sampler kept it
     (`_internal/pre_image.py`), else from a stopped copy's `log_prob`."""
     if with_pre_image is not None:
-        return pre_image.stopped_log_prob_from_pre_image(with_pre_image, samples)
+        return pre_image.stopped_log_prob_from_pre_image(
+            with_pre_image, samples, stopped_log_prob_fn
+        )
     return stopped_log_prob_fn(surrogate, stopped_surrogate)(samples)
 
 
@@ -253,10 +255,16 @@ def _draw_discrete(plan, surrogate, sample_size, importance_sample_size, seed):
     )
 
 
-def _draw_from_each_component(plan, surrogate, stopped_surrogate, sample_size, seed):
-    """One reparameterized draw per mixture component: `[S, C] + batch + event`."""
+def _draw_from_each_component(
+    plan, surrogate, stopped_surrogate, sample_size, seed, sampling=None
+):
+    """One reparameterized draw per mixture component: `[S, C] + batch + event`
+    (with `sampling`, each component's S draws a randomized Sobol' net)."""
     batch_rank = surrogate.batch_shape.rank
-    drawn = surrogate.components_distribution.sample([sample_size], seed=seed)
+    if sampling is not None:
+        drawn = quasi_monte_carlo.sample_each_component(surrogate, sample_size, seed)
+    else:
+        drawn = surrogate.components_distribution.sample([sample_size], seed=seed)
     # [S] + batch + [C] + event -> [S, C] + batch + event
     samples = tf.experimental.numpy.moveaxis(drawn, 1 + batch_rank, 1)
     log_pi = tf.math.log_softmax(

@@ -29,7 +29,24 @@ with a `tf.custom_gradient` whose backward pass is
   gives no shortcut: `J_T^{-T}` is a sequential solve), never the parameter
   half of that product; the stopped copy route evaluated `log_prob` twice.
 
-Other surrogates have no pre-image here (`None`); the sampler falls back to
+A transformed surrogate whose base is a `JointDistribution` (what
+`tfp.experimental.vi.build_factored_surrogate_posterior` builds for a
+structured event: a `JointMap` of bijectors over independent normals) takes
+the general route on the structure.
+
+A `JointDistribution` surrogate with a bijector-transformed part (a
+`MultivariateNormalTriL`, a `LogNormal`, a flow) is drawn part by part as TFP
+draws it (`joint_parts.run_model`, the same seeds), keeping each transformed
+part's pre-image (`JointPreImage`). When no part depends on another (every
+part is a root of the model), `log q_{stop(phi)}` is the sum of the parts',
+each read from its pre-image as above or, for a part without one, from the
+stopped copy the caller supplies; the parts' gradients reach their own
+samples only, which is exact because a root part's density depends on no
+other part. When some part depends on its parents, its stopped density must
+pass gradient to the parents' samples too, which a per-part route cannot give;
+the whole surrogate's stopped copy is used (`stopped_log_prob_fn`).
+
+Other surrogates have no pre-image here; the sampler falls back to
 `stopped_surrogate.stopped_log_prob_fn`.
 """
 
@@ -39,6 +56,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vi_estimators._internal import joint_parts
 from tfp_vi_estimators._internal.surrogates import as_distribution
 from tfp_vi_estimators._internal.tfp_internals import TransformedDistributionBase
 
@@ -46,8 +64,10 @@ tfd = tfp.distributions
 tfb = tfp.bijectors
 
 __all__ = [
+    "JointPreImage",
     "PreImageSample",
     "has_pre_image",
+    "joint_pre_image",
     "sample_with_pre_image",
     "push_forward_with_pre_image",
     "stopped_log_prob_from_pre_image",
@@ -61,8 +81,10 @@ class PreImageSample:
     """A bijector-transformed sample and what the sampler knew when drawing it.
 
     Attributes:
-      samples: `y = T(x)`, `sample_shape + batch + event`.
-      pre_image: the base sample `x`, shaped like `samples`.
+      samples: `y = T(x)`, `sample_shape + batch + event` (a structure for a
+        joint base).
+      pre_image: the base sample `x` (shaped like `samples` unless the base
+        is a joint distribution).
       log_prob: `log q(y) = log p_0(x) - log |det J_T(x)|`, live (as TFP's
         `experimental_sample_and_log_prob` returns it).
       surrogate: the `tfd.TransformedDistribution` drawn from.
@@ -74,35 +96,83 @@ class PreImageSample:
     surrogate: Any
 
 
-def has_pre_image(surrogate) -> bool:
-    """Whether `sample_with_pre_image` serves `surrogate` with TFP's own samples.
+@dataclasses.dataclass(frozen=True)
+class JointPreImage:
+    """A joint surrogate's sample, with the pre-image of each transformed part.
 
-    A `tfd.TransformedDistribution` (`MultivariateNormalTriL`,
-    `MultivariateNormalDiag`, flows, ...) that samples with TFP's generic
-    method, has an injective bijector, a base with the same (static, fully
-    defined) batch shape, and a bijector that maps event shapes to themselves.
+    Attributes:
+      samples: the sample structure.
+      log_prob: `log q` at `samples`, live (as TFP's
+        `experimental_sample_and_log_prob` returns it).
+      parts: per part, in the model's order: its `PreImageSample`, or its
+        distribution (built from its parents' values) where it has none.
+      independent: no part depends on another.
+      surrogate: the `tfd.JointDistribution` drawn from.
     """
-    q = as_distribution(surrogate)
+
+    samples: Any
+    log_prob: Any
+    parts: tuple
+    independent: bool
+    surrogate: Any
+
+
+def _samples_generically(q):
+    """A `TransformedDistribution` that samples by TFP's generic method."""
     generic = TransformedDistributionBase
     if not isinstance(q, generic):
         return False
     # A subclass that samples its own way has no pre-image we can keep.
-    for method in ("_call_sample_n", "_sample_and_log_prob"):
-        if getattr(type(q), method) is not getattr(generic, method):
-            return False
+    return all(
+        getattr(type(q), method) is getattr(generic, method)
+        for method in ("_call_sample_n", "_sample_and_log_prob")
+    )
+
+
+def _static_shapes(shapes):
+    return all(s.is_fully_defined() for s in tf.nest.flatten(shapes))
+
+
+def _transformed_has_pre_image(q):
+    if not (_samples_generically(q) and getattr(q.bijector, "_is_injective", False)):
+        return False
     base = q.distribution
+    if tf.nest.is_nested(base.dtype):  # TFP does not broadcast a joint base
+        return _static_shapes(base.batch_shape) and _static_shapes(base.event_shape)
     return (
-        getattr(q.bijector, "_is_injective", False)
-        and not tf.nest.is_nested(base.dtype)
-        and q.batch_shape.is_fully_defined()
+        q.batch_shape.is_fully_defined()
         and base.batch_shape == q.batch_shape
         and base.event_shape.is_fully_defined()
         and base.event_shape == q.event_shape
     )
 
 
+def _joint_has_pre_image(q):
+    if joint_parts.is_vectorized(q):
+        return False  # one draw per lane: a part's parents cannot be told
+    return any(
+        has_pre_image(part) and not joint_parts.is_joint(part)
+        for part in joint_parts.single_sample_parts(q)
+    )
+
+
+def has_pre_image(surrogate) -> bool:
+    """Whether `sample_with_pre_image` serves `surrogate` with TFP's own samples.
+
+    A `tfd.TransformedDistribution` (`MultivariateNormalTriL`,
+    `MultivariateNormalDiag`, flows, ...) that samples with TFP's generic
+    method and has an injective bijector: with a joint base, of static
+    shapes; else with a base of the same (static) batch and event shapes. Or
+    a `JointDistribution` (not run under `tf.vectorized_map`) with such a part.
+    """
+    q = as_distribution(surrogate)
+    if joint_parts.is_joint(q):
+        return _joint_has_pre_image(q)
+    return _transformed_has_pre_image(q)
+
+
 def _event_ndims(q):
-    return q.distribution.event_shape.rank
+    return tf.nest.map_structure(lambda shape: shape.rank, q.distribution.event_shape)
 
 
 def push_forward_with_pre_image(surrogate, pre_image, base_log_prob):
@@ -114,13 +184,45 @@ def push_forward_with_pre_image(surrogate, pre_image, base_log_prob):
     return PreImageSample(samples, pre_image, log_prob, q)
 
 
-def sample_with_pre_image(surrogate, sample_shape, seed) -> PreImageSample:
+def joint_pre_image(joint, traced):
+    """A `JointPreImage` from `(value, log_prob, part, is_root)` per part."""
+    values, log_probs, parts, roots = zip(*traced, strict=True)
+    return JointPreImage(
+        samples=joint_parts.unflatten(joint, list(values)),
+        log_prob=joint_parts.total_log_prob(joint, list(log_probs)),
+        parts=tuple(parts),
+        independent=all(roots),
+        surrogate=joint,
+    )
+
+
+def _draw_part(step):
+    """One part as TFP draws it, keeping its pre-image if it has one."""
+    q = step.distribution
+    if has_pre_image(q) and not joint_parts.is_joint(q):
+        drawn = sample_with_pre_image(q, step.sample_shape, step.seed)
+        return drawn.samples, (drawn.samples, drawn.log_prob, drawn, step.is_root)
+    value, log_prob = q.experimental_sample_and_log_prob(
+        step.sample_shape, seed=step.seed
+    )
+    return value, (value, log_prob, q, step.is_root)
+
+
+def sample_with_pre_image(surrogate, sample_shape, seed):
     """Draws as `surrogate.experimental_sample_and_log_prob`, keeping `x`.
 
-    The same ops as TFP's `TransformedDistribution._sample_and_log_prob`, so
+    The same ops as TFP's `TransformedDistribution._sample_and_log_prob` (and,
+    for a joint surrogate, its part-by-part sampling with the same seeds), so
     the samples and `log_prob` equal TFP's for the same seed.
+
+    Returns:
+      A `PreImageSample`, or a `JointPreImage` for a joint surrogate.
     """
     q = as_distribution(surrogate)
+    if joint_parts.is_joint(q):
+        return joint_pre_image(
+            q, joint_parts.run_model(q, _draw_part, sample_shape, seed)
+        )
     pre_image, base_log_prob = q.distribution.experimental_sample_and_log_prob(
         sample_shape, seed=seed
     )
@@ -171,14 +273,17 @@ def _affine_path_gradient(drawn, upstream):
 
 
 def _with_path_gradient(value, path_gradient, samples):
-    """`value`, with `path_gradient(upstream)` as the gradient to `samples`."""
+    """`value`, with `path_gradient(upstream)` as the gradient to `samples`
+    (a tensor or a structure of tensors)."""
 
     @tf.custom_gradient
-    def stopped_log_prob(y):
-        del y  # the value is already known; only the gradient is custom
-        return tf.identity(value), path_gradient
+    def stopped_log_prob(*flat_samples):
+        del flat_samples  # the value is already known; only the gradient is custom
+        return tf.identity(value), lambda upstream: tf.nest.flatten(
+            path_gradient(upstream)
+        )
 
-    return stopped_log_prob(samples)
+    return stopped_log_prob(*tf.nest.flatten(samples))
 
 
 def _affine_stopped_log_prob(drawn, samples):
@@ -192,24 +297,47 @@ def _affine_stopped_log_prob(drawn, samples):
 
 def _general_stopped_log_prob(drawn, samples):
     """One `log_prob` at the samples, differentiated in the samples only."""
-    y = tf.identity(tf.stop_gradient(samples))  # fresh: no bijector-cache hit
+    # Fresh tensors: no bijector-cache hit hands back the drawn pre-image.
+    y = tf.nest.map_structure(lambda t: tf.identity(tf.stop_gradient(t)), samples)
     with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
         tape.watch(y)
         log_prob = drawn.surrogate.log_prob(y)
-    return _with_path_gradient(
-        tf.stop_gradient(log_prob),
-        lambda upstream: tape.gradient(log_prob, y, output_gradients=upstream),
-        samples,
-    )
+
+    def path_gradient(upstream):
+        grads = tape.gradient(log_prob, y, output_gradients=upstream)
+        return tf.nest.map_structure(
+            lambda g, t: tf.zeros_like(t) if g is None else g, grads, y
+        )
+
+    return _with_path_gradient(tf.stop_gradient(log_prob), path_gradient, samples)
 
 
-def stopped_log_prob_from_pre_image(drawn: PreImageSample, samples):
+def _joint_stopped_log_prob(drawn, samples, stopped_log_prob_fn):
+    """The parts' stopped densities, summed as TFP sums them (independent
+    parts), or the whole surrogate's stopped copy (dependent parts)."""
+    if not drawn.independent:
+        return stopped_log_prob_fn(drawn.surrogate)(samples)
+    values = joint_parts.flatten(drawn.surrogate, samples)
+    part_log_probs = [
+        stopped_log_prob_from_pre_image(part, value)
+        if isinstance(part, PreImageSample)
+        else stopped_log_prob_fn(part)(value)
+        for part, value in zip(drawn.parts, values, strict=True)
+    ]
+    return joint_parts.total_log_prob(drawn.surrogate, part_log_probs)
+
+
+def stopped_log_prob_from_pre_image(drawn, samples, stopped_log_prob_fn=None):
     """`log q_{stop(phi)}(samples)` whose gradient reaches `samples` only.
 
     Args:
-      drawn: the `PreImageSample` the samples came from.
+      drawn: the `PreImageSample` or `JointPreImage` the samples came from.
       samples: `drawn.samples` as the target sees them (possibly passed through
         a `GradientScale`); equal in value to `drawn.samples`.
+      stopped_log_prob_fn: for a `JointPreImage`, `distribution -> (value ->
+        log q_stop(value))` (`stopped_surrogate.stopped_log_prob_fn`): the
+        stopped density of a part without a pre-image, or of the whole joint
+        surrogate when a part depends on another.
 
     Returns:
       `Tensor` `sample_shape + batch`: `log q(samples)` with stopped
@@ -219,7 +347,11 @@ def stopped_log_prob_from_pre_image(drawn: PreImageSample, samples):
       bijector the value is one `log_prob` at the samples (for a masked
       autoregressive flow its one-pass direction) and the backward pass is its
       vector-Jacobian product in the samples only, never in the parameters.
+      For a joint surrogate of independent parts, the sum of the parts'.
     """
-    if _is_affine(drawn.surrogate.bijector):
+    if isinstance(drawn, JointPreImage):
+        return _joint_stopped_log_prob(drawn, samples, stopped_log_prob_fn)
+    base_is_joint = tf.nest.is_nested(drawn.surrogate.distribution.dtype)
+    if not base_is_joint and _is_affine(drawn.surrogate.bijector):
         return _affine_stopped_log_prob(drawn, samples)
     return _general_stopped_log_prob(drawn, samples)

@@ -20,8 +20,8 @@ every Monte Carlo average stays unbiased. The points are dependent, which
 is the point: for smooth integrands the variance falls like `N^{-2}` or faster
 instead of `N^{-1}` (Owen 1997; Buchholz, Wenzel and Mandt 2018).
 
-Cost: one call of the stateless generator draws `(N + 1) d` 32-bit words (the
-shift and the jitter), about what iid normal noise of the same size costs;
+Cost: one call of the stateless Philox generator draws `(N + 1) d` 32-bit
+words (the shift and the jitter), less than iid normal noise of the same size;
 the rest is elementwise (a XOR, a reflection into the lower half, one
 `ndtri`). Before, two calls (an int64 shift and float64 jitter, twice the
 random words) and a float64 `ndtri` made the noise about 2.8x an iid draw, and
@@ -47,19 +47,16 @@ import functools
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
-from tfp_vi_estimators._internal import pre_image
+from tfp_vi_estimators._internal import noise_push
 from tfp_vi_estimators._internal.surrogates import as_distribution
-
-tfd = tfp.distributions
 
 __all__ = [
     "MAX_DIMENSION",
     "QuasiMonteCarlo",
-    "noise_shape",
     "randomized_sobol_normal",
     "sample",
+    "sample_each_component",
     "unsupported_reason",
 ]
 
@@ -106,11 +103,13 @@ def _lower_half_uniform(point_bits, jitter_bits, dtype):
     return (tf.cast(point_bits, dtype) + fraction) * 2.0**-_BITS
 
 
-def randomized_sobol_normal(num_points, shape, seed, dtype=tf.float32):
+def randomized_sobol_normal(num_points, shape, seed, dtype=tf.float32, replicas=None):
     """`[num_points] + shape` standard normal draws from a randomized Sobol' set.
 
-    One call of the stateless generator gives every random bit: `d` 32-bit
-    words for the digital shift `r` and `N * d` for the jitter `j`. A point
+    One call of the stateless Philox generator gives every random bit: `d`
+    32-bit words for the digital shift `r` and `N * d` for the jitter `j`
+    (Philox by name: the same bits eagerly, under XLA and on every device; XLA
+    on CPUs otherwise picks a generator about twice as slow for these). A point
     whose shifted bits `k = bits(u) XOR r` are `>= 2^31` (`v >= 1/2`) is
     reflected through `1 - v`, which in bits is `(NOT k, NOT j)`, so both tails
     are resolved to the same depth and float32 suffices:
@@ -128,15 +127,24 @@ def randomized_sobol_normal(num_points, shape, seed, dtype=tf.float32):
       seed: stateless seed of the randomization.
       dtype: floating dtype of the result (computed in float64 for float64,
         else in float32).
+      replicas: `None`, or a Python int R: R independently randomized copies
+        of the point set, `[R, num_points] + shape`.
 
     Returns:
-      `Tensor` `[num_points] + shape`; each row is marginally `N(0, I)`.
+      `Tensor` `[num_points] + shape` (`[R, num_points] + shape`); each row is
+      marginally `N(0, I)`.
     """
     dimension = int(np.prod(shape, dtype=np.int64))
+    copies = [] if replicas is None else [replicas]
     random_bits = tf.random.stateless_uniform(
-        [num_points + 1, dimension], seed, minval=None, maxval=None, dtype=tf.uint32
+        [*copies, num_points + 1, dimension],
+        seed,
+        minval=None,
+        maxval=None,
+        dtype=tf.uint32,
+        alg="philox",  # named: the same bits on every device, and fast under XLA
     )
-    shift, jitter = random_bits[0], random_bits[1:]
+    shift, jitter = random_bits[..., :1, :], random_bits[..., 1:, :]
     shifted = tf.bitwise.bitwise_xor(
         tf.constant(_sobol_bits(num_points, dimension)), shift
     )
@@ -150,61 +158,32 @@ def randomized_sobol_normal(num_points, shape, seed, dtype=tf.float32):
     )
     magnitude = tf.math.ndtri(lower_half)  # negative: v < 1/2
     normal = tf.where(upper, -magnitude, magnitude)
-    return tf.reshape(tf.cast(normal, dtype), [num_points, *shape])
+    return tf.reshape(tf.cast(normal, dtype), [*copies, num_points, *shape])
 
 
-def noise_shape(surrogate):
-    """The shape of one draw's standard normal noise, or `None` if not served.
+def _noise_size(q, size_fn=noise_push.noise_size):
+    """Coordinates per draw, or the reason `q` cannot take pushed noise."""
+    try:
+        size = size_fn(q)
+    except noise_push.Unserved as reason:
+        return None, str(reason)
+    if size > MAX_DIMENSION:
+        return None, f"its noise has {size} dimensions (at most {MAX_DIMENSION})"
+    return size, None
 
-    Served: `Normal`, `Independent` of a served distribution, `Sample` of a
-    `Normal` with scalar batch, and a `TransformedDistribution` of a served
-    base whose pre-image the sampler keeps (`pre_image.has_pre_image`), so
-    `MultivariateNormalTriL`, `MultivariateNormalDiag` and flows included.
+
+def unsupported_reason(surrogate, each_component=False):
+    """Why `surrogate` cannot be served, or `None` if it can.
+
+    Args:
+      surrogate: the surrogate posterior.
+      each_component: the draws are one per mixture component
+        (`Layout.ONE_PER_COMPONENT`): its components must take the noise.
     """
     q = as_distribution(surrogate)
-    if tf.nest.is_nested(q.dtype):
-        return None  # a JointDistribution
-    shape = q.batch_shape.concatenate(q.event_shape)
-    if not shape.is_fully_defined():
-        return None
-    if isinstance(q, tfd.Normal):
-        return shape.as_list()
-    if isinstance(q, tfd.Independent):
-        return noise_shape(q.distribution)
-    if isinstance(q, tfd.Sample):
-        inner = q.distribution
-        if isinstance(inner, tfd.Normal) and inner.batch_shape.rank == 0:
-            return shape.as_list()
-        return None
-    if pre_image.has_pre_image(q):
-        return noise_shape(q.distribution)
-    return None
-
-
-def unsupported_reason(surrogate):
-    """Why `surrogate` cannot be served, or `None` if it can."""
-    shape = noise_shape(surrogate)
-    if shape is None:
-        return (
-            "its reparameterization is not one quasi-Monte Carlo sampling can "
-            "push noise through (served: Normal, Independent, Sample of a "
-            "scalar Normal, MultivariateNormalTriL / Diag / LinearOperator and "
-            "TransformedDistribution of those with a static shape)"
-        )
-    if int(np.prod(shape, dtype=np.int64)) > MAX_DIMENSION:
-        return (
-            f"its noise has {int(np.prod(shape))} dimensions (at most {MAX_DIMENSION})"
-        )
-    return None
-
-
-def _push(q, noise):
-    """`T(noise)` in the surrogate's own order of ops (Normal: `eps * scale + loc`)."""
-    if isinstance(q, tfd.Normal):
-        return noise * q.scale + q.loc
-    if isinstance(q, (tfd.Independent, tfd.Sample)):
-        return _push(q.distribution, noise)
-    return q.bijector.forward(_push(q.distribution, noise))
+    if each_component:
+        return _noise_size(q.components_distribution, noise_push.part_noise_size)[1]
+    return _noise_size(q)[1]
 
 
 def sample(surrogate, num_points, seed):
@@ -212,14 +191,34 @@ def sample(surrogate, num_points, seed):
 
     Returns:
       `(samples, log_prob, with_pre_image)`: the samples `[num_points] + batch
-      + event`, `log q` at them (live), and a `pre_image.PreImageSample` when
-      the surrogate is bijector-transformed (else `None`).
+      + event` (a structure for a joint surrogate), `log q` at them (live), and
+      the `pre_image.PreImageSample` / `JointPreImage` when the surrogate has
+      one (`pre_image.has_pre_image`, else `None`).
     """
     q = as_distribution(surrogate)
-    noise = randomized_sobol_normal(num_points, noise_shape(q), seed, q.dtype)
-    if pre_image.has_pre_image(q):
-        x = _push(q.distribution, noise)
-        drawn = pre_image.push_forward_with_pre_image(q, x, q.distribution.log_prob(x))
-        return drawn.samples, drawn.log_prob, drawn
-    samples = _push(q, noise)
-    return samples, q.log_prob(samples), None
+    size, _ = _noise_size(q)
+    noise = randomized_sobol_normal(num_points, [size], seed, noise_push.noise_dtype(q))
+    pushed = noise_push.push(q, noise)
+    return pushed.samples, pushed.log_prob, pushed.pre_image
+
+
+def sample_each_component(mixture, sample_size, seed):
+    """`sample_size` draws from every component of a `MixtureSameFamily`.
+
+    Each component's draws come from its own randomization of the same Sobol'
+    point set (independent digital shifts), so each component's average is a
+    randomized quasi-Monte Carlo estimate and the components stay independent,
+    as with iid draws.
+
+    Returns:
+      `[sample_size] + batch + [C] + event`, as
+      `mixture.components_distribution.sample([sample_size])`.
+    """
+    components = as_distribution(mixture).components_distribution
+    batch = components.batch_shape.as_list()  # B + [C]
+    shape = batch[:-1] + components.event_shape.as_list()
+    noise = randomized_sobol_normal(
+        sample_size, shape, seed, components.dtype, replicas=batch[-1]
+    )  # [C, S] + B + E
+    noise = tf.experimental.numpy.moveaxis(noise, 0, len(batch))  # [S] + B + [C] + E
+    return noise_push.push_simple(components, noise)
