@@ -60,6 +60,7 @@ from tfp_vi_estimators.psis import (
     psis_smooth,
 )
 from tfp_vi_estimators.quasi_monte_carlo import QuasiMonteCarlo
+from tfp_vi_estimators.training_step import value_and_gradients
 from tfp_vi_estimators.variational_loss import monte_carlo_variational_loss
 
 __version__ = "0.1.0"
@@ -155,4 +156,5 @@ __all__ = [
     "total_variation",
     "triangular",
     "unconstrained_target",
+    "value_and_gradients",
 ]

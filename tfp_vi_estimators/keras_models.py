@@ -42,7 +42,8 @@ from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_pa
 from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.loss_config import check_sampling_kind
-from tfp_vi_estimators.variational_loss import check_arguments, evaluate_loss
+from tfp_vi_estimators.training_step import EstimatorStateVariables, loss_and_parts
+from tfp_vi_estimators.variational_loss import check_arguments, evaluate, evaluate_loss
 
 __all__ = [
     "ChiefBackupAndRestore",
@@ -153,6 +154,9 @@ class VariationalModel(keras.Model):
         self.sampling = sampling
         self.seed_generator = keras.random.SeedGenerator(seed, name="step_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        # Not a Keras-tracked attribute: created at the first step, restarted
+        # (from the estimator's initial state) by a reloaded model.
+        object.__setattr__(self, "_estimator_state", EstimatorStateVariables())
 
     def variational_problem(self, data, training=False):
         """Returns `(target_log_prob_fn, surrogate_posterior)` for a batch.
@@ -233,20 +237,36 @@ class VariationalModel(keras.Model):
         return self._logs()
 
     def _apply_one_step(self, data):
-        """One optimizer step on `data`; updates the loss metric."""
-        with tf.GradientTape() as tape:
-            loss = self.variational_loss(data, self.step_seed(), training=True)
-            # The optimizer sums gradients over replicas: scale so the sum is
-            # the mean of the per-replica gradients, as Keras' own losses do.
-            scaled = loss / tf.cast(
-                tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype
-            )
-            if hasattr(self.optimizer, "scale_loss"):
-                scaled = self.optimizer.scale_loss(scaled)
+        """One optimizer step on `data`; updates the loss metric.
+
+        The gradients are the estimator's (`training_step.loss_and_parts`),
+        its state (the adaptive score weight's moments) carried in
+        non-trainable variables from step to step.
+        """
+        evaluation, parts = loss_and_parts(
+            lambda: evaluate(self._loss_config(data, training=True), self.step_seed()),
+            lambda: self.trainable_variables,  # the layers are built by now
+            self._scaled_loss,
+        )
         variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
+        estimator = evaluation.estimator
+        state = self._estimator_state.read(estimator, variables)
+        gradients, state = estimator.combine(parts, state)
+        self._estimator_state.assign(state)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        self.loss_tracker.update_state(loss)
+        self.loss_tracker.update_state(self.reduce_loss(evaluation.loss))
+
+    def _scaled_loss(self, loss):
+        """The scalar differentiated: the reduced loss, scaled for the optimizer."""
+        loss = self.reduce_loss(loss)
+        # The optimizer sums gradients over replicas: scale so the sum is
+        # the mean of the per-replica gradients, as Keras' own losses do.
+        scaled = loss / tf.cast(
+            tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype
+        )
+        if hasattr(self.optimizer, "scale_loss"):
+            scaled = self.optimizer.scale_loss(scaled)
+        return scaled
 
     def test_step(self, data):
         loss = self.variational_loss(data, self.step_seed(), training=False)

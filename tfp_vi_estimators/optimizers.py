@@ -128,7 +128,13 @@ def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8) -> FunctionalOptimizer:
 
 
 def _check_rate(learning_rate):
-    _check_positive("learning_rate", learning_rate)
+    """Finite and non-negative: zero (as in optax and Keras) keeps the
+    parameters fixed, to trace gradients at one point."""
+    _check_real("learning_rate", learning_rate, "a non-negative float")
+    if not (learning_rate >= 0 and math.isfinite(learning_rate)):
+        raise ValueError(
+            f"`learning_rate` must be non-negative and finite; got {learning_rate}."
+        )
 
 
 def _check_real(name, value, expected):

@@ -226,6 +226,8 @@ def _split_log_prob(surrogate, samples):
 
 def _keep_path_gradient(plan, drawn):
     """The samples as the target sees them, and their `GradientScale` if any."""
+    if plan.path_gradient is PathGradient.LEAVES:
+        return tf.nest.map_structure(_leaf, drawn), None
     if plan.path_gradient is not PathGradient.SCALED:
         return drawn, None
     scale = GradientScale()
@@ -238,6 +240,13 @@ def _keep_path_gradient(plan, drawn):
         return y
 
     return tf.nest.map_structure(scaled, drawn), scale
+
+
+def _leaf(x):
+    """`x` as a tensor of its own (`PathGradient.LEAVES`)."""
+    y = tf.identity(x)
+    carry_pairing(x, y, tf.identity)  # a straight-through sample's pre-image too
+    return y
 
 
 def _draw_discrete(plan, surrogate, sample_size, importance_sample_size, seed):

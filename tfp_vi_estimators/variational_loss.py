@@ -5,9 +5,15 @@ import tensorflow_probability as tfp
 
 from tfp_vi_estimators import sampler, targets
 from tfp_vi_estimators.csiszar import kl_reverse
+from tfp_vi_estimators.estimators.base import LossEvaluation
 from tfp_vi_estimators.loss_config import LossConfig, check_arguments
 
-__all__ = ["check_arguments", "evaluate_loss", "monte_carlo_variational_loss"]
+__all__ = [
+    "check_arguments",
+    "evaluate",
+    "evaluate_loss",
+    "monte_carlo_variational_loss",
+]
 
 
 def monte_carlo_variational_loss(
@@ -140,6 +146,11 @@ def evaluate_loss(config: LossConfig, seed=None):
     Tools that evaluate one loss many times (fitting, Keras, diagnostics) check
     once and call this with a new seed each time.
     """
+    return evaluate(config, seed).loss
+
+
+def evaluate(config: LossConfig, seed=None) -> LossEvaluation:
+    """The loss for `seed`, with the draw it came from (for training steps)."""
     with tf.name_scope(config.name):
         sample_seed, target_seed = tfp.random.split_seed(seed, 2)  # 2. split seed
         draw = sampler.draw(  # 3. draw by the estimator's plan
@@ -157,9 +168,14 @@ def evaluate_loss(config: LossConfig, seed=None):
         target_log_prob = targets.check_target_output(
             target_log_prob, draw.log_prob_spec
         )
+        log_densities = draw.with_target(target_log_prob)
         per_draw = config.estimator.per_draw_loss(  # 5. per-draw loss
-            draw.with_target(target_log_prob),
-            config.discrepancy_fn,
-            draw.gradient_scale,
+            log_densities, config.discrepancy_fn, draw.gradient_scale
         )
-        return tf.reduce_mean(per_draw, axis=0)  # 6. mean over draws
+        return LossEvaluation(
+            loss=tf.reduce_mean(per_draw, axis=0),  # 6. mean over draws
+            samples=draw.samples,
+            log_densities=log_densities,
+            discrepancy_fn=config.discrepancy_fn,
+            estimator=config.estimator,
+        )

@@ -17,6 +17,7 @@ PREFER_STATIC = "tensorflow_probability.python.internal.prefer_static"
 SAMPLERS = "tensorflow_probability.python.internal.samplers"
 NEST_UTIL = "tensorflow_probability.python.internal.nest_util"
 TRANSFORMED = "tensorflow_probability.python.distributions.transformed_distribution"
+LOOP_UTIL = "tensorflow_probability.python.internal.loop_util"
 
 # (module path, attribute): every private TFP name the package uses, directly
 # or through a module that `tfp_internals` re-exports.
@@ -30,6 +31,7 @@ PRIVATE_SYMBOLS = [
     (SAMPLERS, "split_seed"),
     (NEST_UTIL, "call_fn"),
     (TRANSFORMED, "_TransformedDistribution"),
+    (LOOP_UTIL, "trace_scan"),
 ]
 
 # Name exported by `tfp_internals` -> (module path, attribute) it stands for;
@@ -42,6 +44,7 @@ EXPORTS = {
     "fold_in_seed": (SAMPLERS, "fold_in"),
     "samplers": (SAMPLERS, None),
     "TransformedDistributionBase": (TRANSFORMED, "_TransformedDistribution"),
+    "trace_scan": (LOOP_UTIL, "trace_scan"),
 }
 
 

@@ -44,12 +44,17 @@ What remains, and why:
   composite tensor (a masked autoregressive flow); the pre-image sampler
   (`pre_image.py`) checks against it that a surrogate samples by that generic
   method.
+* `trace_scan` (`internal.loop_util.trace_scan`): the scan with a trace that
+  `tfp.math.minimize_stateless` runs its steps in; the stateless fit runs the
+  same loop (`fitting/stateless_loop.py`) so that its trace is `tfp.vi`'s
+  for the same seed.
 """
 
 from tensorflow_probability.python.distributions.transformed_distribution import (
     _TransformedDistribution as TransformedDistributionBase,
 )
 from tensorflow_probability.python.internal import prefer_static, samplers
+from tensorflow_probability.python.internal.loop_util import trace_scan
 from tensorflow_probability.python.internal.nest_util import (
     call_fn as call_with_structure,
 )
@@ -69,4 +74,5 @@ __all__ = [
     "has_reference_semantics",
     "prefer_static",
     "samplers",
+    "trace_scan",
 ]

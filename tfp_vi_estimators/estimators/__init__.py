@@ -3,6 +3,7 @@
 Each module holds one estimator; `base` holds the interface and shared steps.
 """
 
+from tfp_vi_estimators.estimators.adaptive_score_weight import AdaptiveScoreWeight
 from tfp_vi_estimators.estimators.arms import ARMS, DisARM
 from tfp_vi_estimators.estimators.base import GradientEstimator
 from tfp_vi_estimators.estimators.categorical_disarm import CategoricalDisARM
@@ -17,6 +18,7 @@ from tfp_vi_estimators.estimators.vimco import VIMCO
 
 __all__ = [
     "ARMS",
+    "AdaptiveScoreWeight",
     "CategoricalDisARM",
     "DisARM",
     "DoublyReparameterized",

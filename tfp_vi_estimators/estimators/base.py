@@ -17,6 +17,9 @@ loss     = mean_s f(L[s])
 """
 
 import abc
+import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 
@@ -28,7 +31,13 @@ from tfp_vi_estimators.estimators.plan import (
     SamplingPlan,
 )
 
-__all__ = ["GradientEstimator", "log_mean_exp", "pathwise_plan", "with_gradient_of"]
+__all__ = [
+    "GradientEstimator",
+    "LossEvaluation",
+    "log_mean_exp",
+    "pathwise_plan",
+    "with_gradient_of",
+]
 
 
 def pathwise_plan(*densities, path_gradient=PathGradient.LIVE, **limits):
@@ -42,12 +51,78 @@ def pathwise_plan(*densities, path_gradient=PathGradient.LIVE, **limits):
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class LossEvaluation:
+    """One evaluated loss and the draw it came from, for a training step.
+
+    Attributes:
+      loss: the loss, shaped `batch_shape`.
+      samples: the samples the target was evaluated at.
+      log_densities: the draw's `LogDensities`, the target's included,
+        `[S, K] + batch_shape`.
+      discrepancy_fn: the loss's Csiszar function.
+      estimator: the loss's `GradientEstimator`, which differentiates it.
+    """
+
+    loss: Any
+    samples: Any
+    log_densities: Any
+    discrepancy_fn: Callable
+    estimator: Any
+
+
 class GradientEstimator(abc.ABC):
     """Base class: turns log-densities into a surrogate whose gradient is the estimate.
 
     Subclasses set `plan` (a class attribute, or an instance attribute when it
     depends on the configuration) and implement `per_draw_loss`.
+
+    A training step (`training_step.value_and_gradients`, the fit loops, the Keras
+    models) asks the estimator for its gradient in three parts, so that an
+    estimator may carry state from one step to the next (as the adaptive
+    score weight does) without any state in the loss:
+
+    ```none
+    state = estimator.initial_state(sources)                 # before step 0
+    parts = estimator.gradient_parts(tape, scalar, evaluation, sources)
+    # (under several replicas: parts averaged across them)
+    grads, state = estimator.combine(parts, state)
+    ```
+
+    The defaults differentiate the loss and keep no state.
+
+    Attributes:
+      carries_state: whether `combine` learns from step to step (so that a
+        plain `tape.gradient` of the loss is not this estimator's gradient).
     """
+
+    carries_state = False
+
+    def initial_state(self, sources):
+        """The state carried across training steps (`()`: none)."""
+        del sources
+        return ()
+
+    def gradient_parts(self, tape, scalar, evaluation, sources):
+        """What the step's gradient is made of; linear in the draws.
+
+        Args:
+          tape: the `tf.GradientTape` (persistent) that recorded the loss.
+          scalar: the scalar the step minimizes, computed from
+            `evaluation.loss` (reduced, scaled).
+          evaluation: the `LossEvaluation`.
+          sources: the variables or tensors differentiated.
+
+        Returns:
+          A structure of gradients whose mean over replicas is the parts of
+          all their draws (default: the gradients of `scalar`).
+        """
+        del evaluation
+        return tape.gradient(scalar, sources)
+
+    def combine(self, parts, state):
+        """`(gradients, next_state)` from the step's parts and the state."""
+        return parts, state
 
     plan: SamplingPlan = pathwise_plan()
 

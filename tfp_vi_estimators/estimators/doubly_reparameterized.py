@@ -66,13 +66,28 @@ class DoublyReparameterized(GradientEstimator):
         `c log q' + (1 - c) log q` (Roeder et al. section 4.2): c = 1 is the
         path derivative (sticking the landing / DReG), c = 0 the total
         derivative (REPARAMETERIZATION's gradient), values between blend the
-        two unbiased estimators linearly. Default value: `1.0`.
+        two unbiased estimators linearly. `'adaptive'` (or an
+        `adaptive_score_weight.AdaptiveScoreWeight`) chooses c at every
+        training step to minimize the gradient's variance, from earlier
+        steps' draws (`adaptive_score_weight`). Default value: `1.0`.
     """
+
+    def __new__(cls, score_weight=1.0):
+        if cls is DoublyReparameterized and not isinstance(score_weight, (int, float)):
+            # Imported here: the adaptive estimator subclasses this one.
+            from tfp_vi_estimators.estimators import adaptive_score_weight as adaptive
+
+            if score_weight == "adaptive" or isinstance(
+                score_weight, adaptive.AdaptiveScoreWeight
+            ):
+                cls = adaptive.AdaptivelyWeightedDoublyReparameterized
+        return super().__new__(cls)
 
     def __init__(self, score_weight=1.0):
         if isinstance(score_weight, bool) or not isinstance(score_weight, (int, float)):
             raise TypeError(
-                f"`score_weight` must be a float in [0, 1]; got {score_weight!r}."
+                "`score_weight` must be a float in [0, 1] or 'adaptive'; got "
+                f"{score_weight!r}."
             )
         if not 0.0 <= score_weight <= 1.0:
             raise ValueError(f"`score_weight` must be in [0, 1]; got {score_weight}.")
@@ -97,10 +112,18 @@ class DoublyReparameterized(GradientEstimator):
         weights = tf.stop_gradient(tf.nn.softmax(log_weights, axis=1))
         # theta's coefficient is f1 wt; the path to phi needs
         # c (f1 - f2) wt^2 + (1 - c) f1 wt, hence this multiplier on z's gradient.
-        path_scale = weights * (1.0 - tf.math.divide_no_nan(f2, f1))
-        gradient_scale.set(c * path_scale + (1.0 - c))
+        gradient_scale.set(c * path_scale(weights, f1, f2) + (1.0 - c))
         surrogate = tf.reduce_sum(tf.stop_gradient(f1 * weights) * log_weights, axis=1)
         return with_gradient_of(discrepancy_fn(log_mean), surrogate)
 
     def __repr__(self):
         return f"DoublyReparameterized(score_weight={self.score_weight})"
+
+
+def path_scale(weights, f1, f2):
+    """`wt (1 - f2 / f1)`: turns the path coefficient `f1 wt` into `(f1 - f2) wt^2`.
+
+    `weights` (self-normalized, stopped) are `[S, K] + batch`; `f1`, `f2` are
+    the discrepancy's derivatives at `L`, `[S, 1] + batch`.
+    """
+    return weights * (1.0 - tf.math.divide_no_nan(f2, f1))

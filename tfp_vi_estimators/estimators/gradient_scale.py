@@ -14,7 +14,7 @@ reader sees where the scale comes from.
 
 import tensorflow as tf
 
-__all__ = ["GradientScale"]
+__all__ = ["GradientScale", "per_sample"]
 
 
 class GradientScale:
@@ -44,11 +44,17 @@ class GradientScale:
                 "GradientScale: the backward pass ran before the estimator set "
                 "its scale."
             )
-        scale = self._scale
-        # [S, K] + batch -> [S * K] + batch + [1] * event_rank
-        event_rank = upstream.shape.rank - (scale.shape.rank - 1)
-        flat_shape = tf.concat(
-            [[-1], tf.shape(scale)[2:], tf.ones([event_rank], tf.int32)], axis=0
-        )
-        flat = tf.reshape(scale, flat_shape)
-        return upstream * tf.cast(flat, upstream.dtype)
+        return upstream * tf.cast(per_sample(self._scale, upstream), upstream.dtype)
+
+
+def per_sample(scale, samples):
+    """A per-particle `[S, K] + batch` tensor laid out to broadcast over `samples`.
+
+    `samples` are drawn `[S * K] + batch + event` (`Layout.DRAWS_FIRST`); the
+    result is `[S * K] + batch + [1] * event_rank`.
+    """
+    event_rank = samples.shape.rank - (scale.shape.rank - 1)
+    flat_shape = tf.concat(
+        [[-1], tf.shape(scale)[2:], tf.ones([event_rank], tf.int32)], axis=0
+    )
+    return tf.reshape(scale, flat_shape)

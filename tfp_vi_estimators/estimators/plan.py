@@ -41,6 +41,11 @@ class PathGradient(enum.Enum):
     # Live, each particle's backward pass multiplied by a scale the estimator
     # computes from the densities (`GradientScale`).
     SCALED = "scaled"
+    # Live, and each sample a tensor of its own (an identity of the drawn one)
+    # that only the target and the densities read: a training step's gradient
+    # with respect to it is the partial derivative, not counting later parts
+    # of a joint surrogate drawn from it (the adaptive score weight).
+    LEAVES = "leaves"
 
 
 class Needs(enum.Enum):

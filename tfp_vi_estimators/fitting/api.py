@@ -23,7 +23,7 @@ from tfp_vi_estimators.fitting.checkpoints import _fingerprint
 from tfp_vi_estimators.fitting.loop import _FitLoop
 from tfp_vi_estimators.fitting.progress import _isatty, _Progress
 from tfp_vi_estimators.minibatch import MinibatchTarget
-from tfp_vi_estimators.variational_loss import check_arguments, evaluate_loss
+from tfp_vi_estimators.variational_loss import check_arguments, evaluate
 
 
 def _trace_loss(traceable_quantities):
@@ -265,16 +265,17 @@ def _unbatched_target(*samples, **named_samples):
     raise AssertionError("A minibatched fit calls the target of each batch.")
 
 
-def _loss_fn(loss, minibatch=None):
-    """The loss of one step, `loss_fn(seed, batch)`; `batch` is `None` without data."""
+def _evaluate_fn(loss, minibatch=None):
+    """One step's `LossEvaluation`, `evaluate_fn(seed, batch)`; `batch` is
+    `None` without data."""
 
-    def loss_fn(seed=None, batch=None):
+    def evaluate_fn(seed=None, batch=None):
         if minibatch is None:
-            return evaluate_loss(loss, seed)
+            return evaluate(loss, seed)
         target = minibatch.target_log_prob_fn(batch)
-        return evaluate_loss(dataclasses.replace(loss, target_log_prob_fn=target), seed)
+        return evaluate(dataclasses.replace(loss, target_log_prob_fn=target), seed)
 
-    return loss_fn
+    return evaluate_fn
 
 
 def _fit_in_graph(loss, arguments, minibatch=None, psis_num_draws=None):
@@ -291,15 +292,22 @@ def _fit_in_graph(loss, arguments, minibatch=None, psis_num_draws=None):
         )
     if psis_num_draws is not None:
         raise ValueError("`psis_num_draws` needs eager execution.")
+    if loss.estimator.carries_state:
+        raise ValueError(
+            f"{loss.estimator!r} learns from step to step, which the fit "
+            "does only when called eagerly: call `fit_surrogate_posterior` "
+            "outside `tf.function` (pass `jit_compile=True` to compile the "
+            "steps), or use `fit_surrogate_posterior_stateless`."
+        )
     if arguments.checkpoint_dir is not None or arguments.progress:
         raise ValueError(
             "`checkpoint_dir` and `progress` need eager execution; call "
             "`fit_surrogate_posterior` outside `tf.function` (pass "
             "`jit_compile=True` to compile the steps)."
         )
-    loss_fn = _loss_fn(loss)
+    evaluate_fn = _evaluate_fn(loss)
     return tfp.math.minimize(
-        lambda seed=None: loss_fn(seed),
+        lambda seed=None: evaluate_fn(seed).loss,
         num_steps=arguments.num_steps,
         optimizer=arguments.optimizer,
         convergence_criterion=arguments.convergence_criterion,
@@ -321,7 +329,7 @@ def _fit_eagerly(loss, arguments, minibatch, share):
     progress = _shows_progress(arguments.progress)
     with tf.name_scope(arguments.name):
         loop = _FitLoop(
-            _loss_fn(share.loss, share.minibatch),
+            _evaluate_fn(share.loss, share.minibatch),
             arguments.optimizer,
             arguments.num_steps,
             arguments.convergence_criterion,
@@ -335,6 +343,7 @@ def _fit_eagerly(loss, arguments, minibatch, share):
             dataset=None if minibatch is None else minibatch.repeated_dataset(),
             strategy=share.strategy,
             surrogate_variables=loss.surrogate_posterior.trainable_variables,
+            estimator=loss.estimator,
         )
         return loop.run(
             progress=_Progress(arguments.num_steps, sys.stderr) if progress else None,

@@ -7,8 +7,9 @@ with `strategy.run`:
 ```none
 seed[t]                = split_seed(state[t], n=2)[0]        # as on one replica
 seed[t, r]             = stateless_fold_in(seed[t], r)       # r: replica id
-loss[t, r], grads[t, r] = value_and_gradient(loss_fn(seed[t, r]))  # S / R draws
-loss[t], grads[t]      = all_reduce_mean_r(loss[t, r], grads[t, r])
+loss[t, r], parts[t, r] = loss_and_parts(loss_fn(seed[t, r]))  # S / R draws
+loss[t], parts[t]      = all_reduce_mean_r(loss[t, r], parts[t, r])
+grads[t], state[t]     = estimator.combine(parts[t], state[t - 1])
 apply grads[t] once on every replica if loss[t] and grads[t] are finite
 ```
 
@@ -190,21 +191,33 @@ def replica_seed(seed: Any) -> Any:
 
 
 def mean_over_replicas(
-    strategy: Any, replica_fn: Callable, seed: Any, batch: Any = None
+    strategy: Any,
+    replica_fn: Callable,
+    seed: Any,
+    batch: Any = None,
+    combine: Callable | None = None,
 ) -> tuple[Any, Any]:
     """`replica_fn(seed[r], batch)` on every replica, all-reduced with MEAN.
 
+    `replica_fn` returns `(loss, parts)`, the gradient parts of the loss's
+    estimator (`GradientEstimator.gradient_parts`, linear in the draws, so
+    their mean over replicas is the parts of all the draws); `combine(parts)`
+    turns the all-reduced parts into `(grads, estimator_state)` on every
+    replica alike (default: the parts are the gradients, no state).
+
     Returns:
-      `(per_replica, local)`: the reduced `(loss, grads)` as the strategy's
-      per-replica values (for the update) and as this worker's first replica's
-      tensors (equal on every replica, for the trace).
+      `(per_replica, local)`: the reduced `(loss, grads, estimator_state)` as
+      the strategy's per-replica values (for the update) and as this worker's
+      first replica's tensors (equal on every replica, for the trace).
     """
+    combine = combine or (lambda parts: (parts, ()))
 
     def step(seed, batch):
-        loss, grads = replica_fn(replica_seed(seed), batch)
-        return tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.MEAN, (loss, grads)
+        loss, parts = replica_fn(replica_seed(seed), batch)
+        loss, parts = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.MEAN, (loss, parts)
         )
+        return (loss, *combine(parts))
 
     per_replica = strategy.run(step, args=(seed, batch))
     local = tf.nest.map_structure(

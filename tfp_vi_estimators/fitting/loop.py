@@ -9,6 +9,7 @@ the variables and the shapes of the loop state) and once inside `_steps`; XLA
 compiles once.
 """
 
+import collections
 import functools
 import time
 
@@ -18,8 +19,13 @@ import tensorflow_probability as tfp
 
 from tfp_vi_estimators.fitting import distributed
 from tfp_vi_estimators.fitting.checkpoints import _CheckpointStore
+from tfp_vi_estimators.training_step import loss_and_parts
 
 _Traceable = tfp.math.MinimizeTraceableQuantities
+
+# What the loop carries from step to step: the quantities `tfp.math.minimize`
+# traces, and the gradient estimator's state (`GradientEstimator.combine`).
+_LoopState = collections.namedtuple("_LoopState", ["quantities", "estimator"])
 
 # With a progress line, chunks aim at this many seconds so the line moves
 # while a chunk's host round trip stays a small fraction of its time.
@@ -51,8 +57,12 @@ class _FitLoop:
         dataset=None,
         strategy=None,
         surrogate_variables=(),
+        estimator=None,
     ):
+        # `loss_fn(seed, batch)` returns a `LossEvaluation`; `estimator` (the
+        # loss's) turns it into gradients and carries its state across steps.
         self._loss_fn = loss_fn
+        self._estimator = estimator
         # With several replicas, `loss_fn` is one replica's loss; each step
         # runs it with `strategy.run` and all-reduces (`distributed.py`).
         self._strategy = strategy
@@ -91,29 +101,28 @@ class _FitLoop:
         seed, next_seed = tfp.random.split_seed(seed_state, n=2)
         return seed, next_seed
 
-    def _loss_and_gradients(self, seed, batch):
-        watch_accessed = self._trainable_variables is None
-        with tf.GradientTape(watch_accessed_variables=watch_accessed) as tape:
-            for v in self._trainable_variables or []:
-                tape.watch(v)
-            loss = self._loss_fn(seed, batch)
-        grads = tape.gradient(loss, self._variables)
-        for v, g in zip(self._variables, grads, strict=True):
+    def _loss_and_parts(self, seed, batch):
+        """The loss and the estimator's gradient parts (`training_step.py`)."""
+        evaluation, parts = loss_and_parts(
+            lambda: self._loss_fn(seed, batch), self._variables
+        )
+        # The gradients' structure, at trace time only (nothing of it runs).
+        zeros = [tf.zeros(v.shape, v.dtype) for v in self._variables]
+        probe, _ = self._estimator.combine(parts, self._estimator.initial_state(zeros))
+        for v, g in zip(self._variables, probe, strict=True):
             if g is None:
                 raise ValueError(
                     f"The loss has no gradient with respect to the variable "
                     f"{v.name!r}; pass `trainable_variables` without it."
                 )
-        return loss, grads
+        return evaluation.loss, tf.nest.map_structure(_dense, parts)
 
-    def _replica_loss_and_gradients(self, seed, batch):
-        loss, grads = self._replica_fn(seed, batch)
-        return loss, [_dense(g) for g in grads]
-
-    def _loss_and_update(self, seed, batch):
-        """`(loss, grads, apply)`: the step's loss and gradients, and their update."""
+    def _loss_and_update(self, seed, batch, estimator_state):
+        """`(loss, grads, apply, estimator_state)`: the step's loss and
+        gradients, their update, and the estimator's next state."""
         if self._strategy is None:
-            loss, grads = self._loss_and_gradients(seed, batch)
+            loss, parts = self._loss_and_parts(seed, batch)
+            grads, estimator_state = self._estimator.combine(parts, estimator_state)
 
             def apply():
                 self._optimizer.apply_gradients(
@@ -121,9 +130,13 @@ class _FitLoop:
                 )
                 return tf.constant(True)
 
-            return loss, grads, apply
-        per_replica, (loss, grads) = distributed.mean_over_replicas(
-            self._strategy, self._replica_loss_and_gradients, seed, batch
+            return loss, grads, apply, estimator_state
+        per_replica, (loss, grads, estimator_state) = distributed.mean_over_replicas(
+            self._strategy,
+            self._replica_fn,
+            seed,
+            batch,
+            combine=lambda parts: self._estimator.combine(parts, estimator_state),
         )
         return (
             loss,
@@ -131,11 +144,19 @@ class _FitLoop:
             lambda: distributed.apply_on_every_replica(
                 self._strategy, self._optimizer, per_replica[1], self._variables
             ),
+            estimator_state,
         )
 
-    def _optimizer_step(self, seed, batch):
-        """One step; the update is applied only if the loss and gradients are finite."""
-        loss, grads, apply = self._loss_and_update(seed, batch)
+    def _optimizer_step(self, seed, batch, estimator_state):
+        """One step; the update is applied only if the loss and gradients are finite.
+
+        Returns:
+          `(loss, grads, parameters, finite, estimator_state)`; the estimator's
+          state moves on only with a finite step.
+        """
+        loss, grads, apply, new_state = self._loss_and_update(
+            seed, batch, estimator_state
+        )
         finite = tf.reduce_all(
             [tf.reduce_all(tf.math.is_finite(loss))]
             + [tf.reduce_all(tf.math.is_finite(_dense(g))) for g in grads]
@@ -143,12 +164,18 @@ class _FitLoop:
         applied = tf.cond(finite, apply, lambda: tf.constant(False))
         with tf.control_dependencies([applied]):
             parameters = [tf.identity(v) for v in self._variables]
-        return loss, [_dense(g) for g in grads], parameters, finite
+        estimator_state = tf.nest.map_structure(
+            lambda new, old: tf.where(finite, new, old), new_state, estimator_state
+        )
+        return loss, [_dense(g) for g in grads], parameters, finite, estimator_state
 
-    def _step(self, previous, step, batch=None):
+    def _step(self, previous_state, step, batch=None):
         """Step `step` from the state after step `step - 1`, as `tfp.math.minimize`."""
+        previous = previous_state.quantities
         seed, next_seed = self._split(previous.seed)
-        loss, grads, parameters, finite = self._optimizer_step(seed, batch)
+        loss, grads, parameters, finite, estimator_state = self._optimizer_step(
+            seed, batch, previous_state.estimator
+        )
         has_converged = previous.has_converged
         criterion_state = previous.convergence_criterion_state
         if self._criterion is not None:
@@ -172,7 +199,7 @@ class _FitLoop:
             optimizer_state=(),
             seed=next_seed,
         )
-        return state, finite
+        return _LoopState(state, estimator_state), finite
 
     def _steps(self, state, start, num_steps, iterator=None):
         """Steps `start, start + 1, ...`: `num_steps` of them, or fewer.
@@ -190,7 +217,8 @@ class _FitLoop:
         ]
 
         def keep_going(i, state, finite, arrays):
-            return (i < num_steps) & finite & ~tf.reduce_all(state.has_converged)
+            converged = tf.reduce_all(state.quantities.has_converged)
+            return (i < num_steps) & finite & ~converged
 
         step_fn = self._step
         if iterator is not None and self._jit_compile and not self._several:
@@ -213,7 +241,9 @@ class _FitLoop:
         return steps_run, state, finite, trace
 
     def _traced(self, state):
-        return tf.nest.map_structure(tf.convert_to_tensor, self._trace_fn(state))
+        """`trace_fn` of a loop state's traceable quantities."""
+        quantities = getattr(state, "quantities", state)
+        return tf.nest.map_structure(tf.convert_to_tensor, self._trace_fn(quantities))
 
     # Host side: the variables and the shapes of the state, from one trace.
 
@@ -232,12 +262,13 @@ class _FitLoop:
             ) as tape:
                 for v in self._trainable_variables or []:
                     tape.watch(v)
-                loss = self._loss_fn(seed, batch)
+                loss = self._loss_fn(seed, batch).loss
             found.extend(self._trainable_variables or tape.watched_variables())
             parameters = [tf.identity(v) for v in _unique(found)]
             grads = [tf.zeros_like(p) for p in parameters]
             state = self._initial_state(loss, grads, parameters, next_seed)
-            return state, self._traced(state)
+            estimator_state = self._estimator.initial_state(parameters)
+            return _LoopState(state, estimator_state), self._traced(state)
 
         concrete = tf.function(
             functools.partial(first_state), autograph=False
@@ -268,11 +299,16 @@ class _FitLoop:
         )
 
     def _fresh_state(self, seed_state):
-        """The state before step 0: zeros, but for the seed state."""
-        state = tf.nest.map_structure(
-            lambda s: tf.zeros(s.shape, s.dtype), self._state_spec
+        """The state before step 0: zeros, but for the seed state, and the
+        estimator's initial state."""
+        quantities = tf.nest.map_structure(
+            lambda s: tf.zeros(s.shape, s.dtype), self._state_spec.quantities
         )
-        return state._replace(seed=seed_state)
+        zeros = [tf.zeros(v.shape, v.dtype) for v in self._variables]
+        return _LoopState(
+            quantities._replace(seed=seed_state),
+            self._estimator.initial_state(zeros),
+        )
 
     def _build_optimizer(self):
         """Creates the optimizer's slots now: they cannot be made inside `tf.cond`."""
@@ -306,10 +342,10 @@ class _FitLoop:
             or None,
         )
         # Under several replicas XLA compiles each replica's loss and gradients.
-        self._replica_fn = self._loss_and_gradients
+        self._replica_fn = self._loss_and_parts
         if self._several and self._jit_compile:
             self._replica_fn = tf.function(
-                self._loss_and_gradients, autograph=False, jit_compile=True
+                self._loss_and_parts, autograph=False, jit_compile=True
             )
         if self._dataset is not None and not self._several:
             self._iterator = iter(self._dataset)  # saved with the checkpoints
@@ -421,13 +457,13 @@ class _FitLoop:
         return (
             self._criterion is not None
             and steps_done > 0
-            and bool(tf.reduce_all(state.has_converged))
+            and bool(tf.reduce_all(state.quantities.has_converged))
         )
 
     def _after_chunk(self, steps_done, state, traces):
         """Host work between chunks: the progress line and a due checkpoint."""
         if self._progress is not None:
-            self._progress.update(steps_done, state.loss)
+            self._progress.update(steps_done, state.quantities.loss)
         if self._store is not None and (
             steps_done % self._every == 0
             or steps_done == self._num_steps
@@ -438,6 +474,7 @@ class _FitLoop:
 
     def _raise_not_finite(self, step, state):
         """`NonFiniteLossError` naming the step and what was not finite in it."""
+        state = state.quantities
         parts = []
         if not np.all(np.isfinite(state.loss)):
             parts.append("the loss")

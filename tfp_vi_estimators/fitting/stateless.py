@@ -5,7 +5,6 @@ import numbers
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators.csiszar import kl_reverse
@@ -15,8 +14,9 @@ from tfp_vi_estimators.fitting.arguments import (
     check_convergence_criterion,
     check_optional_bool,
 )
+from tfp_vi_estimators.fitting.stateless_loop import minimize_stateless
 from tfp_vi_estimators.loss_config import check_arguments
-from tfp_vi_estimators.variational_loss import evaluate_loss
+from tfp_vi_estimators.variational_loss import evaluate
 
 __all__ = ["fit_surrogate_posterior_stateless"]
 
@@ -120,7 +120,7 @@ def fit_surrogate_posterior_stateless(
     )
     stopped_needed = Density.STOPPED_PARAMETERS in config.estimator.plan.densities
 
-    def variational_loss_fn(*parameters, seed=None):
+    def evaluate_fn(*parameters, seed=None):
         stopped = None
         if stopped_needed:  # as tfp.vi: the surrogate of the stopped parameters
             stopped = build_surrogate_posterior_fn(
@@ -131,10 +131,11 @@ def fit_surrogate_posterior_stateless(
             surrogate_posterior=build_surrogate_posterior_fn(*parameters),
             stopped_surrogate_posterior=stopped,
         )
-        return evaluate_loss(step_config, seed)
+        return evaluate(step_config, seed)
 
-    return tfp.math.minimize_stateless(
-        variational_loss_fn,
+    return minimize_stateless(
+        evaluate_fn,
+        config.estimator,
         init=initial_parameters,
         num_steps=num_steps,
         optimizer=optimizer,
