@@ -307,12 +307,11 @@ def _rao_blackwellised(distribution, hard, num_samples, seed):
         tf.concat([[num_samples], tf.shape(hard)], 0), logits.dtype, seed
     )
     stopped = tf.stop_gradient(logits)
-    z = relaxations.conditional(
-        stopped, tf.cast(hard, logits.dtype), uniforms, categorical
-    )
-    soft = relaxations.soft(z, temperature, categorical)
+    values = tf.cast(hard, logits.dtype)
     direction = logits - stopped  # zero in value, the identity in gradient
     if categorical:
+        z = relaxations.conditional(stopped, values, uniforms, categorical)
+        soft = relaxations.soft(z, temperature, categorical)
         jacobian = (
             tf.reduce_mean(
                 tf.linalg.diag(soft)
@@ -323,6 +322,7 @@ def _rao_blackwellised(distribution, hard, num_samples, seed):
         )
         step = tf.linalg.matvec(tf.stop_gradient(jacobian), direction)
     else:
+        soft = relaxations.conditional_sigmoid(stopped, values, uniforms, temperature)
         slope = tf.reduce_mean(soft * (1.0 - soft), axis=0) / temperature
         step = tf.stop_gradient(slope) * direction
     return tf.cast(hard, logits.dtype) + step

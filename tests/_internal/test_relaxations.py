@@ -53,3 +53,15 @@ def test_unconditional_path_has_unit_slope_in_the_canonical_logits():
         path = relaxations.unconditional_path(z, logits, categorical=False)
     np.testing.assert_array_equal(path.numpy(), z.numpy())
     np.testing.assert_array_equal(tape.gradient(path, logits).numpy(), [1.0, 1.0, 1.0])
+
+
+def test_conditional_sigmoid_is_the_sigmoid_of_the_conditional_draw():
+    logits = tf.constant([-3.0, -0.2, 0.0, 1.5, 6.0], tf.float64)
+    values = tf.constant([1.0, 0.0, 1.0, 0.0, 1.0], tf.float64)
+    v = tf.random.stateless_uniform([7, 5], (5, 6), dtype=tf.float64)
+    z = relaxations.conditional(logits, values, v, categorical=False)
+    np.testing.assert_allclose(
+        relaxations.conditional_sigmoid(logits, values, v, 0.3),
+        tf.sigmoid(z / 0.3),
+        rtol=1e-12,
+    )

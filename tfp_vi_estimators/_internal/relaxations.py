@@ -36,7 +36,13 @@ gradient of the unconditional map `z = a + noise` at fixed noise
 
 import tensorflow as tf
 
-__all__ = ["canonical_logits", "conditional", "soft", "unconditional_path"]
+__all__ = [
+    "canonical_logits",
+    "conditional",
+    "conditional_sigmoid",
+    "soft",
+    "unconditional_path",
+]
 
 
 def canonical_logits(logits, categorical):
@@ -51,9 +57,12 @@ def conditional(logits, values, uniforms, categorical):
     return _conditional_logistic(logits, values, uniforms)
 
 
-def _conditional_logistic(logits, values, uniforms):
-    # The uniform behind z, u' ~ U(1 - theta, 1) if b = 1 else U(0, 1 - theta),
-    # and 1 - u', each formed without cancellation; z = a + log u' - log(1 - u').
+def _uniform_behind(logits, values, uniforms):
+    """`u'` and `1 - u'`, `u' ~ U(1 - theta, 1)` if `b = 1`, else `U(0, 1 - theta)`.
+
+    Each is formed without cancellation, so `z = a + log u' - log(1 - u')` is
+    accurate in both tails.
+    """
     theta, not_theta = tf.sigmoid(logits), tf.sigmoid(-logits)
     below = values * (1.0 - theta * (1.0 - uniforms)) + (1.0 - values) * (
         uniforms * not_theta
@@ -61,7 +70,24 @@ def _conditional_logistic(logits, values, uniforms):
     above = values * (theta * (1.0 - uniforms)) + (1.0 - values) * (
         1.0 - uniforms * not_theta
     )
+    return below, above
+
+
+def _conditional_logistic(logits, values, uniforms):
+    below, above = _uniform_behind(logits, values, uniforms)
     return logits + tf.math.log(below) - tf.math.log(above)
+
+
+def conditional_sigmoid(logits, values, uniforms, temperature):
+    """`sigmoid(z / t)` for `z ~ p(z | b)` (Bernoulli), in value only.
+
+    `exp(-z / t) = exp((log((1 - u') / u') - a) / t)`: one `log` and one `exp`
+    per relaxation, where `conditional` then `soft` take four.
+    """
+    below, above = _uniform_behind(logits, values, uniforms)
+    return tf.math.reciprocal(
+        1.0 + tf.exp((tf.math.log(above / below) - logits) / temperature)
+    )
 
 
 def _conditional_gumbel(logits, values, uniforms):
