@@ -77,13 +77,18 @@ def write(result, out, meta, with_plot=True):
 
 def render_only(paths, out):
     """Writes the Markdown and plot of the saved runs `paths` (JSON files of
-    this script, with the same protocol), merged, into `out`."""
+    this script, with the same protocol), merged, into `out`: a later run's
+    row of a target, family and arm replaces an earlier run's (a refused arm
+    measured again after a fix)."""
     runs = [json.loads(pathlib.Path(path).read_text()) for path in paths]
     first = runs[0]["result"]
-    merged = dict(first, targets=[], rows=[])
-    for run in runs:
-        merged["targets"] += run["result"]["targets"]
-        merged["rows"] += run["result"]["rows"]
+    targets, rows = {}, {}
+    for run in runs:  # a later run's row replaces an earlier one's
+        targets.update({t["name"]: t for t in run["result"]["targets"]})
+        rows.update(
+            {(r["target"], r["family"], r["arm"]): r for r in run["result"]["rows"]}
+        )
+    merged = dict(first, targets=list(targets.values()), rows=list(rows.values()))
     result = accuracy.AccuracyResult(**merged)
     commands = " && ".join(run["meta"]["command"] for run in runs)
     seconds = sum(run["meta"].get("seconds", 0.0) for run in runs)

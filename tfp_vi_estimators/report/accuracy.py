@@ -143,24 +143,28 @@ def family_rows(target, family, arms, settings, seed, progress=silent):
     """Fits `target` with `family` by every arm: one row (a dict) per arm.
 
     A fitted arm's row: `target`, `family`, `arm`, `status` ('fitted'),
-    `one_by_one`, `seeds` (per replicate: `diverged_step`, `mean_error`,
-    `sd_log_ratio`, `khat`; None where diverged), `checkpoints` and
+    `one_by_one`, `unbatched` (see `accuracy_fits.fit_arm`), `seeds` (per
+    replicate: `diverged_step`, `mean_error`, `sd_log_ratio`, `khat`; None
+    where diverged), `checkpoints` and
     `curve_mean_error`, `curve_sd_log_ratio` (per checkpoint, per replicate),
     `equal_time_steps` and `equal_time_mean_error`, `equal_time_sd_log_ratio`
     (per replicate), `fit_seconds`, `step_ms`, `compile_seconds`. A refused
     arm's: `status` 'refused' and `message`.
     """
-    probe = accuracy_targets.make_surrogate(family, target.dim, 1, seed)
     outcomes, refused = {}, {}
     for arm in arms:
-        reason = accuracy_fits.refusal(arm, target, probe, settings)
+        batched, reason = _accepted(target, family, arm, settings, seed)
         if reason is not None:
             refused[arm.label] = reason
             continue
         progress(f"{target.name}, {family}: fitting with {arm.label}")
-        outcomes[arm.label] = accuracy_fits.fit_arm(target, family, arm, settings, seed)
-    progress(f"{target.name}, {family}: step times of {len(outcomes)} arms")
-    fitted = [arm for arm in arms if arm.label in outcomes]
+        outcomes[arm.label] = accuracy_fits.fit_arm(
+            target, family, arm, settings, seed, batched
+        )
+    fitted = [
+        a for a in arms if a.label in outcomes and not outcomes[a.label].unbatched
+    ]
+    progress(f"{target.name}, {family}: step times of {len(fitted)} arms")
     times = accuracy_fits.step_times(target, family, fitted, settings, seed)
     equal_steps = _equal_time_steps(times, settings.accuracy_steps)
     head = dict(target=target.name, family=family)
@@ -172,13 +176,28 @@ def family_rows(target, family, arms, settings, seed, progress=silent):
             arm=arm.label,
             **_fitted_row(
                 outcomes[arm.label],
-                times[arm.label],
+                times.get(arm.label, {}),
                 equal_steps.get(arm.label),
                 settings,
             ),
         )
         for arm in arms
     ]
+
+
+def _accepted(target, family, arm, settings, seed):
+    """`(batched, refusal)`: whether the library accepts `arm` on the batch of
+    replicates (else on one surrogate without a batch shape), or its refusal."""
+    batch = accuracy_targets.make_surrogate(
+        family, target.dim, settings.accuracy_seeds, seed
+    )
+    reason = accuracy_fits.refusal(arm, target, batch, settings)
+    if reason is None:
+        return True, None
+    single = accuracy_targets.make_surrogate(family, target.dim, None, seed)
+    if accuracy_fits.refusal(arm, target, single, settings) is None:
+        return False, None
+    return False, reason
 
 
 def _equal_time_steps(times, steps):
@@ -210,6 +229,7 @@ def _fitted_row(outcome, times, equal_steps, settings):
     return dict(
         status="fitted",
         one_by_one=outcome.one_by_one,
+        unbatched=outcome.unbatched,
         seeds=[
             dict(
                 diverged_step=step,

@@ -15,7 +15,10 @@ every step through `trace_fn` (`accuracy_metrics.errors`: exact moments, no
 draws). Every fit of ours ends with finite values or stops with the library's
 `NonFiniteLossError` at the step that produced it; then each replicate is
 refitted on its own (seed `(seed, r)`), so that the replicates that finish are
-kept and the others are reported as *diverged at step N*. `tfp.vi` applies
+kept and the others are reported as *diverged at step N*. An option the
+library refuses on a batched surrogate but accepts on a single one (RQMC on a
+batched `MultivariateNormalTriL`, today) is fitted one replicate at a time,
+without a batch shape; it gets no step time (the harness times batches). `tfp.vi` applies
 non-finite updates and goes on: its replicates are reported as diverged at
 their first non-finite loss or error. No NaN reaches a result.
 
@@ -113,8 +116,10 @@ class FitOutcome:
       khat: per replicate, PSIS k-hat of the fitted surrogate (None where
         diverged, or where k-hat is not finite: too few draws in the tail).
       fit_seconds: wall time of the fit, XLA compilation included.
-      one_by_one: whether the replicates were refitted one at a time (after
-        the batch stopped at a non-finite step).
+      one_by_one: whether the replicates were fitted one at a time (after
+        the batch stopped at a non-finite step, or unbatched).
+      unbatched: whether they were fitted without a batch shape, as the
+        library refuses the option on a batched surrogate.
     """
 
     mean_error: np.ndarray
@@ -123,6 +128,7 @@ class FitOutcome:
     khat: tuple
     fit_seconds: float
     one_by_one: bool = False
+    unbatched: bool = False
 
 
 def refusal(arm, target, surrogate, settings):
@@ -140,7 +146,7 @@ def refusal(arm, target, surrogate, settings):
     return None
 
 
-def fit_arm(target, family, arm, settings, seed):
+def fit_arm(target, family, arm, settings, seed, batched=True):
     """Fits `settings.accuracy_seeds` replicates with `arm`: a `FitOutcome`.
 
     Args:
@@ -149,13 +155,17 @@ def fit_arm(target, family, arm, settings, seed):
       arm: an `Arm`.
       settings: the report's `Settings` (its `accuracy_` fields).
       seed: `(int, int)`, the same for every arm on a target and family.
+      batched: False to fit each replicate alone, without a batch shape (for
+        an option the library refuses on a batched surrogate only).
     """
     start = time.perf_counter()
+    if not batched:
+        return _one_by_one(target, family, arm, settings, seed, start, None)
     surrogate = make_surrogate(family, target.dim, settings.accuracy_seeds, seed)
     try:
         trace = _fit(target, surrogate, arm, settings, seed)
     except NonFiniteLossError:
-        return _one_by_one(target, family, arm, settings, seed, start)
+        return _one_by_one(target, family, arm, settings, seed, start, 1)
     diverged = _first_non_finite(trace)
     return FitOutcome(
         trace["mean_error"],
@@ -176,11 +186,8 @@ def _fit(target, surrogate, arm, settings, seed):
     optimizer = tf.keras.optimizers.Adam(settings.accuracy_learning_rate)
     fit = functools.partial(fit_surrogate_posterior, progress=False)
     if arm.library == "tfp.vi":
+        # Without XLA its loop runs eagerly (step by step), as tfp.vi does.
         fit = tfp.vi.fit_surrogate_posterior
-        if not settings.accuracy_jit_compile:
-            # Without XLA, `tfp.math.minimize` runs its loop eagerly; ours
-            # runs a graph: compare graphs.
-            fit = tf.function(fit, autograph=False)
     trace = fit(
         target.log_prob_fn,
         surrogate,
@@ -224,13 +231,14 @@ def _khat(target, surrogate, settings, seed, diverged):
     )
 
 
-def _one_by_one(target, family, arm, settings, seed, start):
-    """Refits each replicate alone, seed `(seed[0] + 1000 (r + 1), seed[1])`."""
+def _one_by_one(target, family, arm, settings, seed, start, batch):
+    """Refits each replicate alone, seed `(seed[0] + 1000 (r + 1), seed[1])`,
+    with batch shape `[batch]` (or none for `batch=None`)."""
     steps = settings.accuracy_steps
     columns, diverged, khat = [], [], []
     for replicate in range(settings.accuracy_seeds):
         replicate_seed = (seed[0] + 1000 * (replicate + 1), seed[1])
-        surrogate = make_surrogate(family, target.dim, 1, replicate_seed)
+        surrogate = make_surrogate(family, target.dim, batch, replicate_seed)
         try:
             trace = _fit(target, surrogate, arm, settings, replicate_seed)
         except NonFiniteLossError as error:
@@ -238,10 +246,11 @@ def _one_by_one(target, family, arm, settings, seed, start):
             diverged.append(error.step)
             khat.append(None)
             continue
+        trace = {name: np.reshape(trace[name], (steps, 1)) for name in _TRACED}
         columns.append(
-            np.stack([trace["mean_error"][:, 0], trace["sd_log_ratio"][:, 0]], -1)
+            np.concatenate([trace["mean_error"], trace["sd_log_ratio"]], axis=1)
         )
-        (step,) = _first_non_finite({k: v[:, :1] for k, v in trace.items()})
+        (step,) = _first_non_finite(trace)
         diverged.append(step)
         khat += _khat(target, surrogate, settings, replicate_seed, (step,))
     stacked = np.stack(columns, axis=1)  # [steps, seeds, 2]
@@ -252,6 +261,7 @@ def _one_by_one(target, family, arm, settings, seed, start):
         tuple(khat),
         time.perf_counter() - start,
         one_by_one=True,
+        unbatched=batch is None,
     )
 
 

@@ -276,6 +276,16 @@ def render(result):
     if refusals:
         parts += ["", "Arms the library refuses (never silently run another way):", ""]
         parts += refusals
+    unbatched = sorted(
+        {f"{r['arm']} ({r['family']})" for r in rows if r.get("unbatched")}
+    )
+    if unbatched:
+        parts += [
+            "",
+            "Fitted one replicate at a time, without a batch shape, as the "
+            "library refuses them on a batched surrogate (so no step time and "
+            f"no equal-time value): {', '.join(unbatched)}.",
+        ]
     return "\n".join(parts)
 
 

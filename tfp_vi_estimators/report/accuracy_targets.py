@@ -207,28 +207,30 @@ def make_surrogate(family, dim, batch, seed):
     Args:
       family: one of `FAMILIES`.
       dim: event size.
-      batch: number of independent replicates (the batch shape `[batch]`).
+      batch: number of independent replicates (the batch shape `[batch]`), or
+        None for one surrogate without a batch shape.
       seed: seed of the `affine` family's random initial values.
 
     Returns:
-      A `tfd.Distribution` with batch shape `[batch]`, event shape `[dim]`,
-      built from new variables.
+      A `tfd.Distribution` with batch shape `[batch]` (or `[]`), event shape
+      `[dim]`, built from new variables.
     """
+    batch_shape = [] if batch is None else [batch]
     if family == "mean-field":
         scale = tfp.util.TransformedVariable(
-            tf.ones([batch, dim]), tfb.Softplus(), name="scale"
+            tf.ones(batch_shape + [dim]), tfb.Softplus(), name="scale"
         )
-        loc = tf.Variable(tf.zeros([batch, dim]), name="loc")
+        loc = tf.Variable(tf.zeros(batch_shape + [dim]), name="loc")
         return tfd.Independent(tfd.Normal(loc, scale), 1)
     if family == "full-rank":
         scale_tril = tfp.util.TransformedVariable(
-            tf.eye(dim, batch_shape=[batch]), tfb.FillScaleTriL(), name="scale_tril"
+            tf.eye(dim, batch_shape=batch_shape), tfb.FillScaleTriL(), name="scale_tril"
         )
         return tfd.MultivariateNormalTriL(
-            tf.Variable(tf.zeros([batch, dim]), name="loc"), scale_tril
+            tf.Variable(tf.zeros(batch_shape + [dim]), name="loc"), scale_tril
         )
     if family == "affine":
         return tfp.experimental.vi.build_affine_surrogate_posterior(
-            event_shape=[dim], operators="tril", batch_shape=[batch], seed=seed
+            event_shape=[dim], operators="tril", batch_shape=batch_shape, seed=seed
         )
     raise ValueError(f"`family` must be one of {FAMILIES}; got {family!r}.")

@@ -133,14 +133,25 @@ _SMALLER = {
     "qmc_dim": (_FULL, 3),
     "qmc_sample_sizes": ((4, 8, 16, 32, 64, 128, 256), (4, 16)),
     "qmc_repeats": (30, 4),
-    "accuracy_targets": (("EightSchools", "Banana"), ("Banana",)),
+    # quick: the smallest informative target, five arms, the full protocol
+    # (compilation is most of the cost; steps are cheap). tiny: no XLA.
+    "accuracy_targets": (("EightSchools",), ("Banana",)),
     "accuracy_families": (("mean-field",), ("mean-field",)),
-    "accuracy_arms": (_FULL, ("tfp.vi", "DOUBLY_REPARAMETERIZED")),
-    "accuracy_steps": (500, 3),
+    "accuracy_arms": (
+        (
+            "tfp.vi",
+            "DOUBLY_REPARAMETERIZED",
+            "score_weight=0.5",
+            "REPARAMETERIZATION rqmc",
+            "DOUBLY_REPARAMETERIZED K=4",
+        ),
+        ("tfp.vi", "DOUBLY_REPARAMETERIZED"),
+    ),
+    "accuracy_steps": (_FULL, 3),
     "accuracy_seeds": (_FULL, 2),
-    "accuracy_jit_compile": (False, False),
+    "accuracy_jit_compile": (_FULL, False),
     "accuracy_psis_draws": (1000, 20),
-    "accuracy_checkpoints": (10, 3),
+    "accuracy_checkpoints": (12, 3),
     "accuracy_timing_seconds": (0.2, 0.01),
     "accuracy_timing_rounds": (3, 1),
 }
