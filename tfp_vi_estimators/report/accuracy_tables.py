@@ -235,27 +235,35 @@ def render(result):
     if result.skipped is not None:
         return f"**Skipped.** {result.skipped}"
     rows, arms = list(result.rows), _arm_labels(result.rows)
-    n = result.steps
-    parts = [
-        _protocol(result),
-        "",
-        _targets_table(result),
-        "",
-        f"**Standardized mean error after {n} steps** (median over seeds; "
+    parts = [_protocol(result), "", _targets_table(result), ""]
+    parts += _equal_steps_parts(rows, arms, result.steps)
+    parts += _equal_time_parts(rows, arms, result.steps)
+    parts += _notes(rows)
+    return "\n".join(parts)
+
+
+def _equal_steps_parts(rows, arms, steps):
+    return [
+        f"**Standardized mean error after {steps} steps** (median over seeds; "
         "for our arms, on how many seeds better than `tfp.vi`; for `tfp.vi`, "
         "its range):",
         "",
         _table(rows, arms, "mean_error", with_best=True),
         "",
-        *_loss_lines(rows, "mean_error", f"equal steps ({n})"),
+        *_loss_lines(rows, "mean_error", f"equal steps ({steps})"),
         "",
-        f"**sd log-ratio after {n} steps:**",
+        f"**sd log-ratio after {steps} steps:**",
         "",
         _table(rows, arms, "sd_log_ratio", with_best=True),
         "",
+    ]
+
+
+def _equal_time_parts(rows, arms, steps):
+    return [
         "**Standardized mean error at equal wall time** (each arm after the "
         "steps `@n` it runs in the time the fastest arm takes for all "
-        f"{n}):",
+        f"{steps}):",
         "",
         _table(rows, arms, "equal_time_mean_error", with_best=True),
         "",
@@ -272,6 +280,11 @@ def render(result):
         "",
         _cost_table(rows, arms),
     ]
+
+
+def _notes(rows):
+    """The refused arms with the library's reasons, and the unbatched ones."""
+    parts = []
     refusals = _refusals(rows)
     if refusals:
         parts += ["", "Arms the library refuses (never silently run another way):", ""]
@@ -286,7 +299,7 @@ def render(result):
             "library refuses them on a batched surrogate (so no step time and "
             f"no equal-time value): {', '.join(unbatched)}.",
         ]
-    return "\n".join(parts)
+    return parts
 
 
 def _protocol(result):
