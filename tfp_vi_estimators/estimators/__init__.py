@@ -9,6 +9,7 @@ from tfp_vi_estimators.estimators.base import GradientEstimator
 from tfp_vi_estimators.estimators.categorical_disarm import CategoricalDisARM
 from tfp_vi_estimators.estimators.doubly_reparameterized import DoublyReparameterized
 from tfp_vi_estimators.estimators.gumbel_rao import GumbelRao
+from tfp_vi_estimators.estimators.local_disarm import LocalDisARM
 from tfp_vi_estimators.estimators.mixed import MixedReparameterization
 from tfp_vi_estimators.estimators.mixture import MixtureStickingTheLanding
 from tfp_vi_estimators.estimators.relax import RELAX, MLPControlVariate
@@ -24,6 +25,7 @@ __all__ = [
     "DoublyReparameterized",
     "GradientEstimator",
     "GumbelRao",
+    "LocalDisARM",
     "MLPControlVariate",
     "MixedReparameterization",
     "MixtureStickingTheLanding",
