@@ -56,8 +56,11 @@ def _problem(loc=(0.3, -0.2), scale=(1.1, 0.7)):
 
 def _moments_for(estimator, variables, weight):
     """A state whose weight is `weight` for every element."""
-    zeros = estimator.initial_state([tf.convert_to_tensor(v) for v in variables])
-    return tuple((weight * tf.ones_like(a), tf.ones_like(b)) for a, b in zeros)
+    state = estimator.initial_state([tf.convert_to_tensor(v) for v in variables])
+    moments = tuple(
+        (weight * tf.ones_like(a), tf.ones_like(b)) for a, b in state["moments"]
+    )
+    return dict(state, moments=moments)
 
 
 def _full_rank():
@@ -181,7 +184,7 @@ def test_first_step_is_the_total_derivative_and_moments_move():
     )
     for g, w in zip(grads, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
-    m_dd = [float(tf.reduce_sum(dd)) for _, dd in state]
+    m_dd = [float(tf.reduce_sum(dd)) for _, dd in state["moments"]]
     assert m_dd[0] > 0 and m_dd[1] > 0  # the surrogate's parameters
     assert m_dd[2] == 0.0  # theta: the score term does not reach the model
 
@@ -261,7 +264,7 @@ def _variance_excess(rows, num_sd=3.0):
 
 def test_variance_is_that_of_sticking_the_landing_where_q_is_p():
     # q = p exactly: the path derivative is zero at every draw, so d = g0 and
-    # the moments give c = 1 from the first step on.
+    # the moments give c = 1 (to rounding) from the first step on.
     loc = tf.Variable([0.5, -1.0])
     scale = tfp.util.TransformedVariable([0.8, 1.5], tfb.Softplus())
     surrogate = tfd.MultivariateNormalDiag(loc, scale)
@@ -271,9 +274,11 @@ def test_variance_is_that_of_sticking_the_landing_where_q_is_p():
     state = estimator.initial_state([tf.convert_to_tensor(v) for v in variables])
     step = _compiled_steps(surrogate, target, variables, estimator, sample_size=2)
     rows = _run(step, state, num_steps=200, burn_in=1)
-    excess, allowed, best = _variance_excess(rows)
+    _, _, best = _variance_excess(rows)
     assert best == "path"
-    assert excess <= allowed, (excess, allowed)
+    # Both are zero up to float32 rounding (terms of size |z| / s^2 < 20):
+    # a variance comparison at that level would compare rounding errors.
+    np.testing.assert_allclose(rows["path"], 0.0, atol=1e-5)
     np.testing.assert_allclose(rows["adaptive"], 0.0, atol=1e-5)
 
 
