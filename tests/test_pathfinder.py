@@ -17,9 +17,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 from modes import assert_raises, mode_parameter
+from stat_helpers import Z_TOLERANCE
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators import psis
+from tfp_vi_estimators.pathfinding import api
 
 tfd = tfp.distributions
 DIM = 8
@@ -164,6 +166,21 @@ def test_multi_path_weights_are_psis_of_the_pooled_draws(multi):
     distance = np.abs(result.draws.numpy()[:, None] - pooled[None]).sum(-1).min(-1)
     assert np.all(distance == 0.0)
     assert len(result.status()) == 3
+
+
+def test_resampling_is_multinomial_and_skips_zero_weights():
+    # Frequencies of 200,000 draws against the probabilities, within
+    # Z_TOLERANCE = 4.5 binomial standard errors (stat_helpers.py).
+    probabilities = np.array([0.1, 0.0, 0.6, 0.3])
+    log_weights = tf.math.log(tf.constant(probabilities))
+    num = 200_000
+    indices = api._multinomial(log_weights, num, tf.constant([3, 4])).numpy()
+    counts = np.bincount(indices, minlength=4)
+    assert counts[1] == 0
+    standard_error = np.sqrt(num * probabilities * (1 - probabilities))
+    nonzero = probabilities > 0
+    z = (counts - num * probabilities)[nonzero] / standard_error[nonzero]
+    assert np.all(np.abs(z) < Z_TOLERANCE), z
 
 
 def _bad(**overrides):

@@ -119,7 +119,8 @@ def update_diagonal(alpha, s, z, accepted):
 
     Args:
       alpha: `[B, d]` positive diagonal estimate.
-      s, z: `[B, d]` the newest position and gradient differences.
+      s: `[B, d]` the newest position difference.
+      z: `[B, d]` the newest gradient difference.
       accepted: `[B]` bool, `accept_pair(s, z)`.
 
     Returns:
@@ -159,8 +160,9 @@ def inverse_hessian_factors(alpha, s_history, z_history, valid):
 
     Args:
       alpha: `[B, d]` diagonal initial estimate.
-      s_history, z_history: `[B, m, d]` accepted pairs, oldest first; empty
-        slots are zero rows.
+      s_history: `[B, m, d]` position differences of the accepted pairs,
+        oldest first; empty slots are zero rows.
+      z_history: `[B, m, d]` their gradient differences, likewise.
       valid: `[B, m]` bool, which slots hold a pair.
 
     Returns:
