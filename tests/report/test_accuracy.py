@@ -247,3 +247,11 @@ def test_rqmc_is_fitted_where_one_surrogate_is_served(family):
     assert row["status"] == "fitted" and len(row["seeds"]) == 2
     assert all(s["mean_error"] is not None for s in row["seeds"])
     assert row["unbatched"] == (row["step_ms"] is None)
+
+
+def test_fit_seed_does_not_depend_on_the_other_targets_chosen():
+    # EightSchools is second of TARGET_NAMES and mean-field first of FAMILIES.
+    assert accuracy.fit_seed(3, "EightSchools", "mean-field") == (3, 100)
+    assert accuracy.fit_seed(0, "Banana", "affine") == (0, 2)
+    other = accuracy.fit_seed(0, "runaway", "full-rank")
+    assert other == accuracy.fit_seed(0, "runaway", "full-rank") and other[1] % 100 == 1

@@ -24,6 +24,7 @@ diverged is shown as *diverged at step N*, never as a number.
 """
 
 import dataclasses
+import zlib
 
 import numpy as np
 
@@ -32,7 +33,13 @@ from tfp_vi_estimators.report.accuracy_tables import plot, render, summarize
 from tfp_vi_estimators.report.progress import silent
 from tfp_vi_estimators.report.section import Section
 
-__all__ = ["AccuracyResult", "checkpoint_steps", "compute", "family_rows"]
+__all__ = [
+    "AccuracyResult",
+    "checkpoint_steps",
+    "compute",
+    "family_rows",
+    "fit_seed",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,14 +106,14 @@ def compute(settings, progress=silent, on_rows=None):
         return AccuracyResult(**protocol, skipped=str(error), targets=(), rows=())
     targets, rows = [], []
     names = settings.accuracy_targets or accuracy_targets.TARGET_NAMES
-    for index, name in enumerate(names):
+    for name in names:
         target = _loaded(name, targets, progress)
-        for family_index, family in enumerate(settings.accuracy_families):
+        for family in settings.accuracy_families:
             if target is None or not accuracy_targets.family_applies(
                 family, target.dim, settings.accuracy_max_full_rank_dim
             ):
                 continue
-            seed = (settings.seed, 100 * index + family_index)
+            seed = fit_seed(settings.seed, name, family)
             rows += family_rows(target, family, arms, settings, seed, progress)
             if on_rows is not None:
                 on_rows(
@@ -120,6 +127,19 @@ def compute(settings, progress=silent, on_rows=None):
     return AccuracyResult(
         **protocol, skipped=None, targets=tuple(targets), rows=tuple(rows)
     )
+
+
+def fit_seed(seed, target_name, family):
+    """The seed of every arm's fit of `target_name` with `family`: the same
+    whichever targets and families a run chooses (numbered by their places in
+    `TARGET_NAMES` and `FAMILIES`; another name by its CRC-32)."""
+    names = accuracy_targets.TARGET_NAMES
+    number = (
+        names.index(target_name)
+        if target_name in names
+        else zlib.crc32(target_name.encode()) % 1_000_000
+    )
+    return (seed, 100 * number + accuracy_targets.FAMILIES.index(family))
 
 
 def _loaded(name, targets, progress):
