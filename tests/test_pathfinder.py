@@ -295,3 +295,45 @@ def test_tf_function_equals_eager_and_xla_recovers(single):
         jit_compile=True,
     )
     assert _kl_to(target, with_flag.distribution) < 0.01
+
+
+def test_unconstrained_target_of_a_gym_model():
+    gym = pytest.importorskip("inference_gym.using_tensorflow")
+    model = gym.targets.EightSchools()
+    target = tve.unconstrained_target(model)
+    assert target.event_size == 10 and target.dtype == tf.float32
+    x = target.initial_positions(3, seed=(1, 2))
+    assert x.shape == [3, 10] and np.all(np.abs(x) < 2.0)
+    structured = target.bijector.forward(x)
+    assert structured["school_effects"].shape == [3, 8]
+    np.testing.assert_allclose(
+        target.target_log_prob_fn(x), model.unnormalized_log_prob(structured), rtol=1e-6
+    )
+
+
+def test_unconstrained_target_of_a_pinned_joint_distribution():
+    # A positive scale and a vector of effects: log p~(x) = log p(T(x)) +
+    # log |det J_T(x)|, with T = exp on the scale (TFP's default bijector for
+    # a LogNormal is Exp) and identity on the effects.
+    model = tfd.JointDistributionNamed(
+        dict(
+            scale=tfd.LogNormal(np.float64(0.0), np.float64(1.0)),
+            effects=lambda scale: tfd.Sample(tfd.Normal(np.float64(0.0), scale), 3),
+            y=lambda effects: tfd.Independent(tfd.Normal(effects, np.float64(1.0)), 1),
+        )
+    ).experimental_pin(y=np.array([1.0, -0.5, 2.0]))
+    target = tve.unconstrained_target(model)
+    assert target.event_size == 4 and target.dtype == tf.float64
+    x = np.array([[0.3, 0.1, -0.2, 0.5]])
+    values = target.bijector.forward(x)
+    # The flat vector follows tf.nest's order (dict keys sorted): effects, scale.
+    np.testing.assert_allclose(values["effects"], x[:, :3])
+    scale = float(values["scale"][0])
+    np.testing.assert_allclose(scale, np.exp(0.5), rtol=1e-12)
+    expected = model.unnormalized_log_prob(values) + np.log(scale)
+    np.testing.assert_allclose(target.target_log_prob_fn(x), expected, rtol=1e-12)
+
+
+def test_unconstrained_target_refuses_other_objects():
+    with pytest.raises(TypeError, match="`model`"):
+        tve.unconstrained_target(object())
