@@ -202,7 +202,7 @@ def test_runs_under_xla():
                 ]
             ),
             None,
-            "is \\(or transforms\\) a MixtureSameFamily",
+            "\\(or transforms\\) a MixtureSameFamily",
         ),
         (
             lambda: tfd.MixtureSameFamily(

@@ -4,9 +4,13 @@
 `sampling=QuasiMonteCarlo()`) draws the surrogate's base noise from a randomly
 digitally shifted Sobol' point set instead of iid normals and pushes it through
 the surrogate's own reparameterization (location-scale, full-rank Gaussian,
-bijector-transformed). Each draw is still distributed as the surrogate, so the
-loss and its gradients stay unbiased; for smooth targets the gradient variance
-falls faster than `1 / S` (Buchholz, Wenzel and Mandt 2018).
+bijector-transformed, each part of a `JointDistribution` given its parents, a
+reparameterized mixture with a stratified component choice, every component
+of a mixture for `MixtureStickingTheLanding`). Each draw is still distributed
+as the surrogate, so the loss and its gradients stay unbiased; for smooth
+targets the gradient variance falls faster than `1 / S` (Buchholz, Wenzel and
+Mandt 2018). A step costs about what an iid step costs
+(`benchmarks/qmc_cost.py`).
 
 `variance_by_sample_size` measures that: the gradient variance of iid and
 randomized quasi-Monte Carlo sampling across sample sizes, from repeated

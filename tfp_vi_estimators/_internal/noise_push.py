@@ -117,8 +117,7 @@ def _pushable(q):
     """A transformed distribution drawn as `T(base draw)`: generic sampling,
     an injective bijector, and no batch broadcasting of a plain base."""
     if not (
-        pre_image._samples_generically(q)  # noqa: SLF001 - the same test
-        and getattr(q.bijector, "_is_injective", False)
+        pre_image.samples_generically(q) and getattr(q.bijector, "_is_injective", False)
     ):
         return False
     if tf.nest.is_nested(q.distribution.dtype):
@@ -139,14 +138,16 @@ def part_noise_size(part):
     inner = _innermost(part)
     if joint_parts.is_joint(inner) or isinstance(inner, tfd.MixtureSameFamily):
         raise Unserved(
-            f"its part {part.name!r} is (or transforms) a {type(inner).__name__}; "
-            "a part must be one of the distributions served alone"
+            f"{part.name!r} is (or transforms) a {type(inner).__name__}; a joint "
+            "surrogate's part or a mixture's components must be one of the "
+            "distributions served alone"
         )
     size = _simple_size(part)
     if _static(inner) != _static(part):
         raise Unserved(
-            f"its part {part.name!r} has a bijector that changes the shape of "
-            "its base; a part's noise must be shaped like the part"
+            f"{part.name!r} has a bijector that changes the shape of its base; "
+            "a joint surrogate's part (a mixture's components) must take noise "
+            "shaped like itself"
         )
     return size
 
@@ -158,7 +159,7 @@ def _is_scalar_factorized(components):
 
 
 def _mixture_size(q):
-    if not q.reparameterization_type == tfd.FULLY_REPARAMETERIZED:
+    if q.reparameterization_type != tfd.FULLY_REPARAMETERIZED:
         raise Unserved(
             "a MixtureSameFamily built with reparameterize=False has no "
             "pathwise gradient for its weights (build it with "
@@ -170,8 +171,8 @@ def _mixture_size(q):
             "TFP's implicit reparameterization of a mixture needs scalar or "
             "Independent components; use estimators.MixtureStickingTheLanding"
         )
-    _simple_size(components)  # raises if the components cannot take noise
-    batch = _static(q.mixture_distribution)
+    part_noise_size(components)  # raises if the components cannot take noise
+    batch = _static(q)[: q.batch_shape.rank]
     return _size(batch) + _size(batch) * _size(q.event_shape)
 
 
@@ -266,7 +267,7 @@ def _push_joint(q, noise):
 def _push_mixture(q, noise):
     """Stratified component choice, noise pushed through the chosen component,
     and TFP's implicit reparameterization gradient."""
-    batch = _static(q.mixture_distribution).as_list()
+    batch = q.batch_shape.as_list()
     event = q.event_shape.as_list()
     choice_noise, component_noise = tf.split(
         noise, [_size(batch), _size(batch + event)], axis=-1

@@ -70,6 +70,7 @@ __all__ = [
     "joint_pre_image",
     "sample_with_pre_image",
     "push_forward_with_pre_image",
+    "samples_generically",
     "stopped_log_prob_from_pre_image",
 ]
 
@@ -117,7 +118,7 @@ class JointPreImage:
     surrogate: Any
 
 
-def _samples_generically(q):
+def samples_generically(q):
     """A `TransformedDistribution` that samples by TFP's generic method."""
     generic = TransformedDistributionBase
     if not isinstance(q, generic):
@@ -134,7 +135,7 @@ def _static_shapes(shapes):
 
 
 def _transformed_has_pre_image(q):
-    if not (_samples_generically(q) and getattr(q.bijector, "_is_injective", False)):
+    if not (samples_generically(q) and getattr(q.bijector, "_is_injective", False)):
         return False
     base = q.distribution
     if tf.nest.is_nested(base.dtype):  # TFP does not broadcast a joint base
