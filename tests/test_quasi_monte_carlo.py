@@ -177,15 +177,18 @@ def test_same_seed_same_loss_in_eager_and_graph():
 
 
 @pytest.mark.slow
-def test_runs_under_xla():
-    """XLA draws its own uniforms (another shift), so the same seed gives other
-    (equally valid) points than eager; the compiled loss is checked to run."""
-    loss = tf.function(
-        _dreg_loss_and_gradient(_target(), _full_rank()), jit_compile=True
-    )
+def test_runs_under_xla_with_the_eager_points():
+    """The random bits are Philox by name, so XLA draws the same points as
+    eager; only XLA's own `ndtri` and fusion reorder float64 rounding (a few
+    ulps per op, far below rtol = 1e-9)."""
+    eager_loss = _dreg_loss_and_gradient(_target(), _full_rank())
+    loss = tf.function(eager_loss, jit_compile=True)
     value, grads = loss(tf.constant([5, 6]))
     np.testing.assert_array_equal(value, loss(tf.constant([5, 6]))[0])
-    assert np.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)
+    eager_value, eager_grads = eager_loss(tf.constant([5, 6]))
+    np.testing.assert_allclose(value, eager_value, rtol=1e-9)
+    for a, b in zip(grads, eager_grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize(
