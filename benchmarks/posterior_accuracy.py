@@ -12,11 +12,11 @@ target that loads offline, three surrogate families, every arm of
     python benchmarks/posterior_accuracy.py --render A/posterior_accuracy.json
         [B/posterior_accuracy.json ...] --out DIR
 
-Each target is fitted in a child process (XLA keeps every compiled program
-until its process ends: one process for all targets grows by about 50 MB per
-fit), writing into `--out/parts/<target>/`; then the parts are merged. It
-writes `posterior_accuracy.json` (every number, rewritten after each target
-and family, so a long run that stops keeps what it measured),
+With several targets each is fitted in a child process (XLA keeps every
+compiled program until its process ends: one process for all targets would
+grow by about 50 MB per fit). It writes `posterior_accuracy.json` (every
+number, rewritten after each target, so a long run that stops keeps what it
+measured),
 `posterior_accuracy.md` (the section's tables and verdicts) and
 `posterior_accuracy.png` (error against steps) into `--out`, and prints one
 progress line per fit. `--render` writes the Markdown and the plot of saved
@@ -28,12 +28,11 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import subprocess
 import sys
 import time
 import warnings
 
-from tfp_vi_estimators.report import accuracy, accuracy_tables, accuracy_targets
+from tfp_vi_estimators.report import accuracy, accuracy_tables
 from tfp_vi_estimators.report.formatting import to_jsonable
 from tfp_vi_estimators.report.progress import Progress
 from tfp_vi_estimators.report.settings import PRESETS
@@ -118,13 +117,6 @@ def _parser():
     parser.add_argument("--no-jit", action="store_true", help="fit without XLA")
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
     parser.add_argument(
-        "--in-process",
-        action="store_true",
-        help="fit every target in this process (default: one child process "
-        "per target, as each XLA compilation keeps memory until its process "
-        "ends)",
-    )
-    parser.add_argument(
         "--render",
         nargs="+",
         metavar="JSON",
@@ -133,39 +125,12 @@ def _parser():
     return parser
 
 
-def _child_argv(args, target):
-    """This script's flags for one target, into `--out/parts/<target>`."""
-    argv = [__file__, "--in-process", "--targets", target, "--seed", str(args.seed)]
-    argv += ["--out", str(args.out / "parts" / target)]
-    for flag in ("families", "arms", "steps", "seeds"):
-        if getattr(args, flag) is not None:
-            argv += [f"--{flag}", str(getattr(args, flag))]
-    argv += ["--quick"] * args.quick + ["--no-jit"] * args.no_jit
-    return argv
-
-
-def run_per_target(args, settings):
-    """Each target in a child process, then the merged tables and plot."""
-    parts = []
-    for target in settings.accuracy_targets or accuracy_targets.TARGET_NAMES:
-        argv = _child_argv(args, target)
-        print(f"== {target}: {' '.join(argv[1:])}", flush=True)
-        subprocess.run([sys.executable, *argv], check=False)
-        part = args.out / "parts" / target / f"{STEM}.json"
-        if part.exists():
-            parts.append(part)
-    if parts:
-        render_only(parts, args.out)
-
-
 def main(argv=None):
     args = _parser().parse_args(argv)
     if args.render:
         return render_only(args.render, args.out)
     warnings.simplefilter("ignore")
     settings = settings_from(args)
-    if not args.in_process:
-        return run_per_target(args, settings)
     command = "python benchmarks/posterior_accuracy.py " + " ".join(
         sys.argv[1:] if argv is None else argv
     )

@@ -255,3 +255,17 @@ def test_fit_seed_does_not_depend_on_the_other_targets_chosen():
     assert accuracy.fit_seed(0, "Banana", "affine") == (0, 2)
     other = accuracy.fit_seed(0, "runaway", "full-rank")
     assert other == accuracy.fit_seed(0, "runaway", "full-rank") and other[1] % 100 == 1
+
+
+@pytest.mark.slow
+def test_several_targets_are_fitted_in_child_processes():
+    settings = dataclasses.replace(
+        PRESETS["tiny"], accuracy_targets=("Banana", "NoSuchModel")
+    )
+    result = accuracy.compute(settings)
+    assert [t["name"] for t in result.targets] == ["Banana", "NoSuchModel"]
+    assert "not an inference_gym target" in result.targets[1]["error"]
+    assert {(r["target"], r["arm"]) for r in result.rows} == {
+        ("Banana", "tfp.vi"),
+        ("Banana", "DOUBLY_REPARAMETERIZED"),
+    }

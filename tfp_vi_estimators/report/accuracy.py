@@ -23,14 +23,17 @@ diverged is shown as *diverged at step N*, never as a number.
 (the full preset by default) and writes the same tables and plot.
 """
 
+import concurrent.futures
 import dataclasses
+import multiprocessing
 import zlib
 
 import numpy as np
+import tensorflow as tf
 
 from tfp_vi_estimators.report import accuracy_fits, accuracy_targets
 from tfp_vi_estimators.report.accuracy_tables import plot, render, summarize
-from tfp_vi_estimators.report.progress import silent
+from tfp_vi_estimators.report.progress import Progress, silent
 from tfp_vi_estimators.report.section import Section
 
 __all__ = [
@@ -39,6 +42,8 @@ __all__ = [
     "compute",
     "family_rows",
     "fit_seed",
+    "target_rows",
+    "target_rows_in_child",
 ]
 
 
@@ -84,13 +89,18 @@ def chosen_arms(settings):
 def compute(settings, progress=silent, on_rows=None):
     """Fits every target, family and arm: an `AccuracyResult`.
 
+    With several targets each is fitted in a child process of its own
+    (`target_rows_in_child`): XLA keeps every program it compiled until its
+    process ends, about 50 MB a fit, which a full run of every target would
+    otherwise accumulate.
+
     Args:
       settings: the report's `Settings` (its `accuracy_` fields).
       progress: callable printing one line per step.
-      on_rows: optional callable given the rows so far after each target and
-        family (the benchmark saves them as it goes).
+      on_rows: optional callable given the result so far after each target
+        (the benchmark saves it as it goes).
     """
-    arms = chosen_arms(settings)
+    chosen_arms(settings)  # bad labels fail here, before any fit
     protocol = dict(
         steps=settings.accuracy_steps,
         seeds=settings.accuracy_seeds,
@@ -104,29 +114,60 @@ def compute(settings, progress=silent, on_rows=None):
     except accuracy_targets.MissingInferenceGym as error:
         progress(f"skipped: {error}")
         return AccuracyResult(**protocol, skipped=str(error), targets=(), rows=())
-    targets, rows = [], []
     names = settings.accuracy_targets or accuracy_targets.TARGET_NAMES
+    targets, rows = [], []
     for name in names:
-        target = _loaded(name, targets, progress)
-        for family in settings.accuracy_families:
-            if target is None or not accuracy_targets.family_applies(
-                family, target.dim, settings.accuracy_max_full_rank_dim
-            ):
-                continue
-            seed = fit_seed(settings.seed, name, family)
-            rows += family_rows(target, family, arms, settings, seed, progress)
-            if on_rows is not None:
-                on_rows(
-                    AccuracyResult(
-                        **protocol,
-                        skipped=None,
-                        targets=tuple(targets),
-                        rows=tuple(rows),
-                    )
+        if len(names) > 1:
+            progress(f"{name}: fitting in a child process")
+            target, target_rows_ = target_rows_in_child(name, settings)
+        else:
+            target, target_rows_ = target_rows(name, settings, progress)
+        targets.append(target)
+        rows += target_rows_
+        if on_rows is not None:
+            on_rows(
+                AccuracyResult(
+                    **protocol, skipped=None, targets=tuple(targets), rows=tuple(rows)
                 )
+            )
     return AccuracyResult(
         **protocol, skipped=None, targets=tuple(targets), rows=tuple(rows)
     )
+
+
+def target_rows(name, settings, progress=silent):
+    """`(description, rows)` of the gym target `name`: every family and arm."""
+    description = []
+    target = _loaded(name, description, progress)
+    rows = []
+    for family in settings.accuracy_families:
+        if target is None or not accuracy_targets.family_applies(
+            family, target.dim, settings.accuracy_max_full_rank_dim
+        ):
+            continue
+        seed = fit_seed(settings.seed, name, family)
+        rows += family_rows(
+            target, family, chosen_arms(settings), settings, seed, progress
+        )
+    return description[0], rows
+
+
+def target_rows_in_child(name, settings):
+    """`target_rows(name, settings)` in a new process (spawned: a fresh
+    TensorFlow), printing its progress lines itself."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+        return pool.submit(_child_target_rows, name, settings).result()
+
+
+def _child_target_rows(name, settings):
+    import warnings
+
+    warnings.simplefilter("ignore")
+    tf.get_logger().setLevel("ERROR")
+    progress = Progress()
+    progress.section = NAME
+    return target_rows(name, settings, progress)
 
 
 def fit_seed(seed, target_name, family):
