@@ -92,13 +92,18 @@ def value_and_gradients(
     ```
 
     Args:
-      target_log_prob_fn, surrogate_posterior, sample_size,
-      importance_sample_size, discrepancy_fn, gradient_estimator,
-      stopped_surrogate_posterior, seed, sampling: as for
-        `monte_carlo_variational_loss`.
+      target_log_prob_fn: as for `monte_carlo_variational_loss`.
+      surrogate_posterior: as for `monte_carlo_variational_loss`.
       variables: list of the `tf.Variable`s (or tensors) to differentiate.
       estimator_state: the state returned by the previous step, or `None`
         before the first.
+      sample_size: as for `monte_carlo_variational_loss`.
+      importance_sample_size: as for `monte_carlo_variational_loss`.
+      discrepancy_fn: as for `monte_carlo_variational_loss`.
+      gradient_estimator: as for `monte_carlo_variational_loss`.
+      stopped_surrogate_posterior: as for `monte_carlo_variational_loss`.
+      seed: as for `monte_carlo_variational_loss`.
+      sampling: keyword-only; as for `monte_carlo_variational_loss`.
 
     Returns:
       loss: the loss, shaped `batch_shape`.
