@@ -11,6 +11,8 @@ target that loads offline, three surrogate families, every arm of
         [--steps N] [--seeds N] [--no-jit] [--out DIR]
     python benchmarks/posterior_accuracy.py --render A/posterior_accuracy.json
         [B/posterior_accuracy.json ...] --out DIR
+    python benchmarks/posterior_accuracy.py --retime A/posterior_accuracy.json
+        --out DIR
 
 With several targets each is fitted in a child process (XLA keeps every
 compiled program until its process ends: one process for all targets would
@@ -21,7 +23,8 @@ measured),
 `posterior_accuracy.png` (error against steps) into `--out`, and prints one
 progress line per fit. `--render` writes the Markdown and the plot of saved
 runs (several, merged: a long benchmark split into parts) without fitting
-again.
+again; `--retime` measures the step times of a saved run again and reads its
+equal-time errors off the saved curves (`accuracy_retime`).
 """
 
 import argparse
@@ -32,7 +35,7 @@ import sys
 import time
 import warnings
 
-from tfp_vi_estimators.report import accuracy, accuracy_tables
+from tfp_vi_estimators.report import accuracy, accuracy_retime, accuracy_tables
 from tfp_vi_estimators.report.formatting import to_jsonable
 from tfp_vi_estimators.report.progress import Progress
 from tfp_vi_estimators.report.settings import PRESETS
@@ -103,6 +106,36 @@ def render_only(paths, out):
     print(accuracy_tables.render(result))
 
 
+def retime(path, out):
+    """Measures the step times of the saved run `path` again (each target in
+    a child process) and writes it, with its equal-time errors read off the
+    saved curves (`accuracy_retime`), into `out`."""
+    data = json.loads(pathlib.Path(path).read_text())
+    saved = data["result"]
+    settings = dataclasses.replace(
+        PRESETS["full"],
+        seed=data["meta"]["settings"]["seed"],
+        accuracy_steps=saved["steps"],
+        accuracy_seeds=saved["seeds"],
+        accuracy_draws_per_step=saved["draws_per_step"],
+        accuracy_learning_rate=saved["learning_rate"],
+        accuracy_jit_compile=saved["jit_compile"],
+    )
+    by_target = {}
+    for row in saved["rows"]:
+        by_target.setdefault(row["target"], []).append(row)
+    rows = []
+    for name, target_rows in by_target.items():
+        rows += accuracy.in_child(
+            accuracy_retime.retime_target, name, target_rows, settings
+        )
+    result = accuracy.AccuracyResult(**dict(saved, rows=rows))
+    meta = dict(
+        data["meta"], retimed=f"python benchmarks/posterior_accuracy.py --retime {path}"
+    )
+    write(result, out, meta)
+
+
 def _parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -117,6 +150,11 @@ def _parser():
     parser.add_argument("--no-jit", action="store_true", help="fit without XLA")
     parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT)
     parser.add_argument(
+        "--retime",
+        metavar="JSON",
+        help="measure the step times of a saved run again into --out",
+    )
+    parser.add_argument(
         "--render",
         nargs="+",
         metavar="JSON",
@@ -129,6 +167,8 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.render:
         return render_only(args.render, args.out)
+    if args.retime:
+        return retime(args.retime, args.out)
     warnings.simplefilter("ignore")
     settings = settings_from(args)
     command = "python benchmarks/posterior_accuracy.py " + " ".join(

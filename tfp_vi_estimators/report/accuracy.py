@@ -12,7 +12,10 @@ every step, so they are compared
 - at equal steps: after the last step;
 - at equal wall time: each arm after the steps it runs in the time the
   fastest arm takes for all of them (`N * t_fastest / t_arm` steps, from the
-  alternating step-time harness `accuracy_fits.step_times`);
+  alternating step-time harness `accuracy_fits.step_times`; CPU time per
+  step, which on an idle machine is the wall time of these small, mostly
+  single-threaded steps, and which other processes on a shared one hardly
+  change);
 - against steps: log-log curves at `accuracy_checkpoints` log-spaced steps.
 
 Summaries are medians over the replicates, with the number of replicates on
@@ -41,7 +44,9 @@ __all__ = [
     "checkpoint_steps",
     "compute",
     "family_rows",
+    "equal_time_steps",
     "fit_seed",
+    "in_child",
     "target_rows",
     "target_rows_in_child",
 ]
@@ -153,21 +158,27 @@ def target_rows(name, settings, progress=silent):
 
 
 def target_rows_in_child(name, settings):
-    """`target_rows(name, settings)` in a new process (spawned: a fresh
-    TensorFlow), printing its progress lines itself."""
+    """`target_rows(name, settings)` in a new process (see `in_child`)."""
+    return in_child(target_rows, name, settings)
+
+
+def in_child(function, *args):
+    """`function(*args, progress)` in a new process (spawned: a fresh
+    TensorFlow, whose compiled programs go with it), printing its progress
+    lines itself. `function` and `args` must be picklable."""
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-        return pool.submit(_child_target_rows, name, settings).result()
+        return pool.submit(_in_child, function, *args).result()
 
 
-def _child_target_rows(name, settings):
+def _in_child(function, *args):
     import warnings
 
     warnings.simplefilter("ignore")
     tf.get_logger().setLevel("ERROR")
     progress = Progress()
     progress.section = NAME
-    return target_rows(name, settings, progress)
+    return function(*args, progress)
 
 
 def fit_seed(seed, target_name, family):
@@ -209,7 +220,8 @@ def family_rows(target, family, arms, settings, seed, progress=silent):
     where diverged), `checkpoints` and
     `curve_mean_error`, `curve_sd_log_ratio` (per checkpoint, per replicate),
     `equal_time_steps` and `equal_time_mean_error`, `equal_time_sd_log_ratio`
-    (per replicate), `fit_seconds`, `step_ms`, `compile_seconds`. A refused
+    (per replicate), `fit_seconds`, `step_ms` (CPU), `step_wall_ms`,
+    `compile_seconds`. A refused
     arm's: `status` 'refused' and `message`.
     """
     outcomes, refused = {}, {}
@@ -227,7 +239,7 @@ def family_rows(target, family, arms, settings, seed, progress=silent):
     ]
     progress(f"{target.name}, {family}: step times of {len(fitted)} arms")
     times = accuracy_fits.step_times(target, family, fitted, settings, seed)
-    equal_steps = _equal_time_steps(times, settings.accuracy_steps)
+    equal_steps = equal_time_steps(times, settings.accuracy_steps)
     head = dict(target=target.name, family=family)
     return [
         dict(head, arm=arm.label, status="refused", message=refused[arm.label])
@@ -261,7 +273,7 @@ def _accepted(target, family, arm, settings, seed):
     return False, reason
 
 
-def _equal_time_steps(times, steps):
+def equal_time_steps(times, steps):
     """`{label: steps}` each arm runs in the time the fastest takes for `steps`."""
     known = {label: t["step_ms"] for label, t in times.items() if t["step_ms"]}
     if not known:
@@ -310,6 +322,7 @@ def _fitted_row(outcome, times, equal_steps, settings):
         ),
         fit_seconds=float(outcome.fit_seconds),
         step_ms=times.get("step_ms"),
+        step_wall_ms=times.get("step_wall_ms"),
         compile_seconds=times.get("compile_seconds"),
     )
 

@@ -24,7 +24,8 @@ their first non-finite loss or error. No NaN reaches a result.
 
 Step times come from a separate harness, `step_times`: each arm's steps (loss,
 gradient and Adam update of the same batch) compiled in one loop and timed in
-alternating rounds in the same process, so machine load hits every arm alike.
+alternating rounds in the same process, by the process's CPU time, which
+other processes on a shared machine hardly change.
 """
 
 import dataclasses
@@ -273,30 +274,37 @@ def step_times(target, family, arms, settings, seed):
     argument. A first call of one step compiles; a call of
     `_CALIBRATION_STEPS` sets the arm's round length to about
     `accuracy_timing_seconds`; then `accuracy_timing_rounds` rounds call every
-    arm in turn, and the median over rounds is kept.
+    arm in turn, and the median over rounds is kept. The time is the process's
+    CPU time (all its threads): on a shared machine, other processes stretch
+    wall time by a factor that changes from round to round (two arms with the
+    same computation differed 2x in wall time at a load of 16 on 2 cores), but
+    hardly the CPU time a step needs. The wall time is kept beside it.
 
     Returns:
-      `{label: dict(step_ms, compile_seconds)}`; both None for an arm whose
-      steps could not be built or run (with `error`, its message).
+      `{label: dict(step_ms, step_wall_ms, compile_seconds)}`; None for an
+      arm whose steps could not be built or run (with `error`, its message).
     """
     runs, times = {}, {}
     for arm in arms:
         try:
             run = _timed_steps(target, family, arm, settings, seed)
-            times[arm.label] = dict(compile_seconds=_seconds(run, 1, 0))
-            per_step = _seconds(run, _CALIBRATION_STEPS, 0) / _CALIBRATION_STEPS
-            length = settings.accuracy_timing_seconds / max(per_step, 1e-6)
+            times[arm.label] = dict(compile_seconds=_seconds(run, 1, 0)[0])
+            cpu = _seconds(run, _CALIBRATION_STEPS, 0)[1] / _CALIBRATION_STEPS
+            length = settings.accuracy_timing_seconds / max(cpu, 1e-6)
             runs[arm.label] = (run, int(min(max(length, 1), _MAX_ROUND_STEPS)))
         except Exception as error:  # noqa: BLE001 - reported in the row
             times[arm.label] = dict(compile_seconds=None, error=str(error))
     rounds = {label: [] for label in runs}
     for round_index in range(settings.accuracy_timing_rounds):
         for label, (run, length) in runs.items():
-            rounds[label].append(_seconds(run, length, round_index + 1) / length)
+            wall, cpu = _seconds(run, length, round_index + 1)
+            rounds[label].append((cpu / length, wall / length))
     for label, seconds in times.items():
-        seconds["step_ms"] = None
-        if rounds.get(label):
-            seconds["step_ms"] = float(np.median(rounds[label])) * 1e3
+        cpu, wall = (
+            np.median(rounds[label], axis=0) if rounds.get(label) else (None, None)
+        )
+        seconds["step_ms"] = None if cpu is None else float(cpu) * 1e3
+        seconds["step_wall_ms"] = None if wall is None else float(wall) * 1e3
     return times
 
 
@@ -305,10 +313,10 @@ _MAX_ROUND_STEPS = 5000
 
 
 def _seconds(run, num_steps, offset):
-    """Seconds of `run` for `num_steps` steps (seeds from `offset`)."""
-    start = time.perf_counter()
+    """`(wall, cpu)` seconds of `run` for `num_steps` steps (seeds from `offset`)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     run(tf.constant([offset, 11], tf.int32), tf.constant(num_steps)).numpy()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _timed_steps(target, family, arm, settings, seed):

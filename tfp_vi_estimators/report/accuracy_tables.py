@@ -274,9 +274,10 @@ def _equal_time_parts(rows, arms, steps):
         "",
         _table(rows, arms, "khat"),
         "",
-        "**Cost:** milliseconds per step of the batch of replicates (XLA, "
-        "alternating rounds; in parentheses the ratio to `tfp.vi`'s), and "
-        "the wall time of the whole fit, compilation included:",
+        "**Cost:** CPU milliseconds per step of the batch of replicates "
+        "(XLA, alternating rounds; in parentheses the ratio to `tfp.vi`'s), "
+        "and the wall time of the whole fit, compilation included (on a "
+        "shared machine: compare within a row):",
         "",
         _cost_table(rows, arms),
     ]
