@@ -197,3 +197,25 @@ def test_value_and_gradients_needs_a_list_of_variables():
         tve.value_and_gradients(TARGET.log_prob, q, q.trainable_variables[0])
     with pytest.raises(TypeError, match="`variables`"):
         tve.value_and_gradients(TARGET.log_prob, q, [])
+
+
+def test_fit_surrogate_posterior_stateless_takes_python_numbers():
+    # tfp.vi converts Python numbers among the initial parameters to tensors
+    # (`tfp.math.value_and_gradient`); the same process computes both sides.
+    def build(loc, raw_scale):
+        return tfd.Normal(loc, tf.nn.softplus(raw_scale))
+
+    def fit(fit_fn):
+        return fit_fn(
+            tfd.Normal(1.0, 2.0).log_prob,
+            build,
+            (0.0, 0.5),
+            tve.optimizers.adam(0.1),
+            4,
+            seed=(3, 4),
+        )
+
+    ours_parameters, ours_losses = fit(tve.fit_surrogate_posterior_stateless)
+    theirs_parameters, theirs_losses = fit(tfp.vi.fit_surrogate_posterior_stateless)
+    np.testing.assert_array_equal(ours_losses, theirs_losses)
+    np.testing.assert_array_equal(ours_parameters, theirs_parameters)

@@ -116,7 +116,10 @@ def _step_fn(evaluate_fn, estimator, optimizer):
 
     @tf.function(autograph=False)
     def step(parameters, optimizer_state, estimator_state, seed=None):
-        flat = tf.nest.flatten(parameters)
+        # Python numbers among the parameters (as `tfp.math.value_and_gradient`
+        # converts them) become tensors the tape can watch.
+        flat = [tf.convert_to_tensor(x) for x in tf.nest.flatten(parameters)]
+        parameters = tf.nest.pack_sequence_as(parameters, flat)
         evaluation, parts = loss_and_parts(
             lambda: evaluate_fn(*tf.nest.pack_sequence_as(parameters, flat), seed=seed),
             flat,
