@@ -2,7 +2,7 @@
 
 - `api`: `pathfinder` and its `PathfinderResult`.
 - `path`: the compiled loop over iterations for a batch of paths.
-- `lbfgs`: one L-BFGS iteration (TFP's Hager-Zhang line search).
+- `lbfgs`: one L-BFGS iteration; `line_search`: its weak Wolfe line search.
 - `inverse_hessian`: the inverse-Hessian estimates and their Gaussians.
 - `unconstrained`: a model's posterior on one unconstrained vector.
 - `continuation`: a trainable surrogate that starts at Pathfinder's Gaussian.

@@ -370,7 +370,7 @@ def pathfinder(
         second term is rounding). Absolute, not relative as Stan's: the
         target's additive constant is arbitrary. Default: `None`, 100 machine
         epsilons of the dtype (`1.2e-5` for float32, `2.2e-14` for float64).
-      max_line_search_iterations: Python integer, per Hager-Zhang line search.
+      max_line_search_iterations: Python integer, trials per line search.
         Default: `50`.
       jit_compile: `None` or bool; when called eagerly, compile the run with
         XLA if `True`. Default: `None` (no XLA).

@@ -1,4 +1,4 @@
-"""One L-BFGS iteration for a batch of paths, with TFP's Hager-Zhang line search.
+"""One L-BFGS iteration for a batch of paths.
 
 Pathfinder needs every iterate and gradient of the optimization, so the loop
 in `path.py` drives L-BFGS one iteration at a time. An iteration here:
@@ -6,7 +6,7 @@ in `path.py` drives L-BFGS one iteration at a time. An iteration here:
 ```none
 d   = -H g                            (H: L-BFGS estimate from the pair history,
                                        scalar initial estimate s^T z / z^T z)
-t   = Hager-Zhang line search on f(x + t d), first trial t = 1   (Wolfe conditions)
+t   = weak Wolfe line search on f(x + t d), first trial t = 1   (line_search.py)
 x'  = x + t d,  g' = grad f(x')
 converged: max |g'| <= gradient_tolerance, or, three iterations in a row,
            |f' - f| <= max(f_absolute_tolerance, 10 eps max(|f|, |f'|))
@@ -15,11 +15,11 @@ failed:    the line search found no step, or f or g is not finite
 
 Why not `tfp.optimizer.lbfgs_minimize`: it can be resumed one iteration at a
 time (`previous_optimizer_results`), but every call traces its whole loop
-body again (the initial state costs one more trace: about twice the
-compilation time of this module, measured), its relative tolerance on the
-objective compares with `tol * f` and never fires for objectives below zero,
-and the pair history and curvature test Pathfinder needs are its own
-anyway.
+body again (the initial state costs one more trace), its relative tolerance
+on the objective compares with `tol * f` and never fires for objectives below
+zero, its line search calls the target from about nine places of the graph
+(see `line_search.py` for what that costs under XLA), and the pair history and
+curvature test Pathfinder needs are its own anyway.
 
 Why an absolute tolerance on `f` (in nats), not Stan's relative one: `f` is
 an unnormalized log-density, whose additive constant is arbitrary, and a
@@ -29,34 +29,20 @@ against `|f|` = 60): a relative `1.2e-5` stopped after 4 iterations with the
 marginal sds off by a median factor of 2.2, the absolute `1.2e-5` nats
 with three iterations in a row after 13, off by 5 % (20 pairs kept). The
 rounding floor `10 eps |f|` keeps the test meaningful where `f` cannot
-resolve smaller changes. The line search, the part worth reusing, is public:
-`tfp.optimizer.linesearch.hager_zhang` [1], batched over paths.
-
-#### References
-
-[1] William W. Hager and Hongchao Zhang. Algorithm 851: CG_DESCENT, a
-    conjugate gradient method with guaranteed descent. ACM Transactions on
-    Mathematical Software, 32(1):113-137, 2006.
+resolve smaller changes.
 """
 
-import collections
 import typing
 
-import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
+
+from tfp_vi_estimators.pathfinding import line_search
 
 __all__ = ["OptimizerState", "initial_state", "step"]
 
 # Iterations in a row whose change of f must be below tolerance: one such
 # change may be rounding while the step still carried curvature information.
 PATIENCE = 3
-# Changes of f below this many epsilons of |f| are rounding.
-_ROUNDING_EPS = 10.0
-
-# What Hager-Zhang evaluates along a line: the step `x`, the objective `f`,
-# its directional derivative `df`, and the full gradient (carried along).
-_LinePoint = collections.namedtuple("_LinePoint", ["x", "f", "df", "full_gradient"])
 
 
 class OptimizerState(typing.NamedTuple):
@@ -105,24 +91,10 @@ def initial_state(objective, position):
     )
 
 
-def _line_function(objective, position, direction):
-    def along(t):
-        value, gradient = objective(position + t[:, tf.newaxis] * direction)
-        return _LinePoint(
-            x=t,
-            f=value,
-            df=tf.reduce_sum(gradient * direction, axis=-1),
-            full_gradient=gradient,
-        )
-
-    return along
-
-
 def _converged(state, value, gradient, gradient_tolerance, f_absolute_tolerance):
-    eps = np.finfo(value.dtype.as_numpy_dtype).eps.item()
-    rounding = _ROUNDING_EPS * eps * tf.maximum(tf.abs(state.value), tf.abs(value))
     small_change = tf.abs(value - state.value) <= tf.maximum(
-        tf.cast(f_absolute_tolerance, value.dtype), rounding
+        tf.cast(f_absolute_tolerance, value.dtype),
+        line_search.rounding(state.value, value),
     )
     count = tf.where(small_change, state.small_changes + 1, 0)
     small_gradient = tf.reduce_max(tf.abs(gradient), axis=-1) <= gradient_tolerance
@@ -150,39 +122,34 @@ def step(objective, state, direction, settings):
     active = state.active
     slope = tf.reduce_sum(state.gradient * direction, axis=-1)
     direction = tf.where((slope < 0.0)[:, tf.newaxis], direction, -state.gradient)
-    along = _line_function(objective, state.position, direction)
-    search = tfp.optimizer.linesearch.hager_zhang(
-        along,
-        initial_step_size=tf.ones_like(state.value),
-        value_at_zero=_LinePoint(
-            x=tf.zeros_like(state.value),
-            f=state.value,
-            df=tf.reduce_sum(state.gradient * direction, axis=-1),
-            full_gradient=state.gradient,
-        ),
-        converged=~active,
-        max_iterations=settings.max_line_search_iterations,
+    search = line_search.weak_wolfe(
+        objective,
+        state.position,
+        state.value,
+        state.gradient,
+        direction,
+        active,
+        settings.max_line_search_iterations,
     )
-    left = search.left
-    moved = active & search.converged & _finite(left.f, left.full_gradient)
+    moved = active & search.accepted
     failed = state.failed | (active & ~moved)
     done, count = _converged(
         state,
-        left.f,
-        left.full_gradient,
+        search.value,
+        search.gradient,
         settings.gradient_tolerance,
         settings.f_absolute_tolerance,
     )
     converged = state.converged | (moved & done)
-    new_position = state.position + left.x[:, tf.newaxis] * direction
+    new_position = state.position + search.step[:, tf.newaxis] * direction
     return (
         OptimizerState(
             position=tf.where(moved[:, tf.newaxis], new_position, state.position),
-            value=tf.where(moved, left.f, state.value),
-            gradient=tf.where(moved[:, tf.newaxis], left.full_gradient, state.gradient),
+            value=search.value,
+            gradient=search.gradient,
             converged=converged,
             failed=failed,
-            num_evaluations=state.num_evaluations + search.func_evals,
+            num_evaluations=state.num_evaluations + search.num_evaluations,
             small_changes=tf.where(moved, count, state.small_changes),
         ),
         moved,

@@ -9,7 +9,7 @@ if it is the best of its path so far:
 ```none
 for l = 1..L, all paths at once, while some path is active:
   d = -H~ grad f(x_{l-1})        (H~: the history with a scalar initial estimate)
-  x_l, grad f(x_l) <- Hager-Zhang line search along d
+  x_l, grad f(x_l) <- weak Wolfe line search along d (line_search.py)
   (s, z) = (x_l - x_{l-1}, grad f(x_l) - grad f(x_{l-1}))
   if s^T z > eps ||z||^2: update diag(alpha), push (s, z)     (history of m pairs)
   q_l = N(x_l - H_l grad f(x_l), H_l)                (H_l: with diag(alpha), [1])
