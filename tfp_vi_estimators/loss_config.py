@@ -126,6 +126,7 @@ def _check_plan(estimator, surrogate, sample_size, importance_sample_size):
         _check_reparameterization(estimator, surrogate)
     else:
         discrete_sampling.check_surrogate(estimator, surrogate, sample_size)
+    estimator.check_surrogate(as_distribution(surrogate))
     checks.check_positive_integer(
         "importance_sample_size",
         importance_sample_size,

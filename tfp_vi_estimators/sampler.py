@@ -139,7 +139,8 @@ def draw(
         **{
             d.value: per_particle(computed[d](), plan.layout, importance_sample_size)
             for d in _ordered(plan.densities)
-        }
+        },
+        sites=None if plan.sites is None else plan.sites(surrogate, samples),
     )
     spec = tf.TensorSpec(log_q.shape, log_q.dtype)
     return Draw(

@@ -15,6 +15,9 @@ from tfp_vi_estimators.estimators.mixture import MixtureStickingTheLanding
 from tfp_vi_estimators.estimators.relax import RELAX, MLPControlVariate
 from tfp_vi_estimators.estimators.reparameterization import Reparameterization
 from tfp_vi_estimators.estimators.score_function import ScoreFunction
+from tfp_vi_estimators.estimators.structured_score_function import (
+    StructuredScoreFunction,
+)
 from tfp_vi_estimators.estimators.vimco import VIMCO
 
 __all__ = [
@@ -32,5 +35,6 @@ __all__ = [
     "RELAX",
     "Reparameterization",
     "ScoreFunction",
+    "StructuredScoreFunction",
     "VIMCO",
 ]

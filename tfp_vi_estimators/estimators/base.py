@@ -98,6 +98,14 @@ class GradientEstimator(abc.ABC):
 
     carries_state = False
 
+    def check_surrogate(self, surrogate):
+        """Raises for a surrogate this estimator cannot serve (default: none).
+
+        Called by the argument checks, before any tensor work, after the
+        plan's own checks.
+        """
+        del surrogate
+
     def initial_state(self, sources):
         """The state carried across training steps (`()`: none)."""
         del sources

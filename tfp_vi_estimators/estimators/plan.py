@@ -153,6 +153,10 @@ class SamplingPlan:
         `None` for every discrepancy.
       discrete: how to draw the discrete parts (`DiscreteDraws`), for the
         discrete-latent estimators; `None` otherwise.
+      sites: a function `(surrogate, samples) -> value` the sampler calls on
+        a joint surrogate's samples as drawn (`Layout.DRAWS_FIRST`); its value
+        reaches the estimator as `LogDensities.sites` (the per-site terms of
+        `StructuredScoreFunction`); `None` otherwise.
     """
 
     needs: Needs
@@ -164,6 +168,7 @@ class SamplingPlan:
     max_importance_sample_size: int | None = None
     discrepancy_fn: Callable | None = None
     discrete: DiscreteDraws | None = None
+    sites: Callable | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +183,7 @@ class LogDensities:
       target: `log p(z)` at the samples the target saw.
       discrete: a tuple of `DiscretePart`s, one per discrete part of the
         surrogate, when the plan has `discrete` draws.
+      sites: what the plan's `sites` function returned, when it has one.
     """
 
     target: Any = None
@@ -187,3 +193,4 @@ class LogDensities:
     non_reparameterized: Any = None
     component_log_weights: Any = None
     discrete: Any = None
+    sites: Any = None
