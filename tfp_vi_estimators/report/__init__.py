@@ -15,6 +15,10 @@ Sections, in order (`SECTIONS` in `tfp_vi_estimators.report.run`):
   fits (mean-field and full-rank, two targets).
 - `qmc_variance`: gradient variance of iid against randomized quasi-Monte
   Carlo sampling across the sample size, with log-log slopes.
+- `discrete`: the discrete-latent estimators on the RELAX toy (variance
+  table) and a Bernoulli VAE on MNIST (DisARM's Figs. 5 and 6), with the
+  papers' directions checked (`discrete_toy`, `discrete_vae`,
+  `discrete_vae_summary`).
 
 Each section module computes its numbers (`compute(settings)`, a frozen
 dataclass), renders them (`render`, `summarize`) and, for `stl_fig1`,

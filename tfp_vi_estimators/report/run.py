@@ -9,6 +9,7 @@ import warnings
 from tfp_vi_estimators.report import (
     accuracy,
     bias,
+    discrete,
     memory,
     psis_khat,
     qmc_variance,
@@ -41,6 +42,7 @@ SECTIONS = [
     psis_khat.SECTION,
     qmc_variance.SECTION,
     accuracy.SECTION,
+    discrete.SECTION,
 ]
 
 

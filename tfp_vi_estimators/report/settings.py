@@ -89,6 +89,25 @@ class Settings:
     accuracy_checkpoints: int = 16
     accuracy_timing_seconds: float = 0.5
     accuracy_timing_rounds: int = 5
+    # Discrete latents (`report.discrete`, issue 23): the RELAX toy at each
+    # theta, `discrete_toy_draws` gradients per estimator, RELAX's control
+    # variate trained `discrete_relax_steps` Adam steps; the Bernoulli VAE
+    # (`report.discrete_vae`) per comparison, kind, arm (`None`: all, by
+    # label otherwise) and seed.
+    discrete_toy_thetas: tuple = (0.5, 0.9)
+    discrete_toy_draws: int = 20_000
+    discrete_relax_steps: int = 300
+    discrete_vae_comparisons: tuple = ("elbo", "multi_sample")
+    discrete_vae_kinds: tuple = ("linear", "nonlinear")
+    discrete_vae_arms: tuple | None = None
+    discrete_vae_seeds: int = 2
+    discrete_vae_steps: int = 2000
+    discrete_vae_record_every: int = 250
+    discrete_vae_num_train: int = 4000
+    discrete_vae_num_test: int = 300
+    discrete_vae_latents: int = 200
+    discrete_vae_variance_draws: int = 32
+    discrete_vae_jit_compile: bool = True
 
 
 _FULL = Settings()
@@ -154,6 +173,30 @@ _SMALLER = {
     "accuracy_checkpoints": (12, 3),
     "accuracy_timing_seconds": (0.2, 0.01),
     "accuracy_timing_rounds": (3, 1),
+    # quick: the linear model, the arms of the papers' claims, one seed, a
+    # few hundred steps (the early directions only). tiny: 8 latents, no XLA.
+    "discrete_toy_thetas": (_FULL, (0.9,)),
+    "discrete_toy_draws": (10_000, 200),
+    "discrete_relax_steps": (100, 2),
+    "discrete_vae_kinds": (("linear",), ("linear",)),
+    "discrete_vae_arms": (
+        (
+            "REINFORCE LOO",
+            "DisARM",
+            "RELAX",
+            "VIMCO (2 x K=4)",
+            "local DisARM (pair x K=4)",
+        ),
+        ("DisARM", "local DisARM (pair x K=4)"),
+    ),
+    "discrete_vae_seeds": (1, 1),
+    "discrete_vae_steps": (300, 4),
+    "discrete_vae_record_every": (100, 2),
+    "discrete_vae_num_train": (2000, 100),
+    "discrete_vae_num_test": (100, 20),
+    "discrete_vae_latents": (_FULL, 8),
+    "discrete_vae_variance_draws": (8, 3),
+    "discrete_vae_jit_compile": (_FULL, False),
 }
 
 
