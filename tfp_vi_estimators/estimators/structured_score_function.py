@@ -178,6 +178,7 @@ class StructuredScoreFunction(GradientEstimator):
         values = dict(zip(names, _flat(surrogate, samples), strict=True))
         q_terms = self._terms(surrogate, values)
         p_terms = self._terms(self._joint, {**values, **self._pins})
+        _check_plate_sizes(q_terms, p_terms)
         graph = _Graph(
             joint_sites.parents(surrogate), self._model_parents, set(self.plate)
         )
@@ -271,6 +272,21 @@ def _cost(graph, site, order, q_terms, p_terms):
     score = q_terms[site][0]
     parts = [p if p.shape.rank == score.shape.rank else p[..., None] for p in parts]
     return tf.stop_gradient(tf.broadcast_to(tf.add_n(parts), tf.shape(score)))
+
+
+def _check_plate_sizes(*terms):
+    """Raises unless every plated site has the same (static) number of elements."""
+    sizes = {
+        name: tf.compat.dimension_value(value.shape[-1])
+        for site_terms in terms
+        for name, (value, plated) in site_terms.items()
+        if plated
+    }
+    if len({n for n in sizes.values() if n is not None}) > 1:
+        raise ValueError(
+            "The `plate` sites must share the length of their leading event "
+            f"axis (one element per data point); got {sizes}."
+        )
 
 
 def _select(terms, mode):
