@@ -12,6 +12,7 @@ standard error (standard deviation / sqrt(seeds)):
 """
 
 import math
+import warnings
 
 import numpy as np
 
@@ -101,10 +102,12 @@ def _band(ax, steps, values, label, log=False):
     values = np.asarray(values, float)
     if log:
         values = np.log10(values)
-    mean = np.nanmean(values, axis=0)
-    error = np.zeros_like(mean)
-    if len(values) > 1:
-        error = np.nanstd(values, axis=0, ddof=1) / np.sqrt(len(values))
+    with warnings.catch_warnings():  # a record NaN in every seed: a gap
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=0)
+        error = np.zeros_like(mean)
+        if len(values) > 1:
+            error = np.nanstd(values, axis=0, ddof=1) / np.sqrt(len(values))
     (line,) = ax.plot(steps, mean, label=label)
     ax.fill_between(
         steps, mean - error, mean + error, alpha=0.25, color=line.get_color()
