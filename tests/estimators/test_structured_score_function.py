@@ -384,8 +384,25 @@ def chain_coroutine_model():
     return model.experimental_pin(x=tf.constant(0.7, F64))
 
 
-def test_coroutine_model_mean_gradient_equals_enumerated_gradient():
-    model, problem = chain_coroutine_model(), ChainSurrogate(NUM_DRAWS)
+def chain_sequential_model():
+    """`chain_model` as a JointDistributionSequential (graph: resolve_graph)."""
+    return tfd.JointDistributionSequential(
+        [
+            _bern(0.3).copy(name="a"),
+            lambda a: _bern(1.5 * a - 0.5).copy(name="b"),
+            lambda b, a: _bern(b - a + 0.2).copy(name="c"),
+            lambda c: tfd.Normal(2.0 * c - 1.0, tf.constant(1.0, F64), name="x"),
+        ]
+    ).experimental_pin(x=tf.constant(0.7, F64))
+
+
+@pytest.mark.parametrize(
+    "make_model",
+    [chain_sequential_model, chain_coroutine_model],
+    ids=["sequential", "coroutine"],
+)
+def test_other_joint_kinds_mean_gradient_equals_enumerated_gradient(make_model):
+    model, problem = make_model(), ChainSurrogate(NUM_DRAWS)
     estimator = estimators.StructuredScoreFunction(model)
     draws = _gradients_in(
         "function", _loss(model, problem.surrogate, estimator), problem.variables
