@@ -58,6 +58,19 @@ class ChainSurrogate:
             )
         )
 
+    def as_coroutine(self):
+        """The same surrogate as a JointDistributionCoroutine."""
+        la, lb, wb, lc = self.variables
+        root = tfd.JointDistributionCoroutine.Root
+
+        @tfd.JointDistributionCoroutine
+        def surrogate():
+            a = yield root(_bern(la).copy(name="a"))
+            yield _bern(lb + wb * a).copy(name="b")
+            yield root(_bern(lc).copy(name="c"))
+
+        return surrogate
+
     def enumerated_negative_elbo(self, model):
         """`E_q[log q - log p]` summed over all 8 outcomes, shape `[num_draws]`."""
         total = 0.0
@@ -397,15 +410,22 @@ def chain_sequential_model():
 
 
 @pytest.mark.parametrize(
-    "make_model",
-    [chain_sequential_model, chain_coroutine_model],
-    ids=["sequential", "coroutine"],
+    ("make_model", "coroutine_surrogate"),
+    [
+        (chain_sequential_model, False),
+        (chain_coroutine_model, False),
+        (chain_coroutine_model, True),
+    ],
+    ids=["sequential_model", "coroutine_model", "coroutine_surrogate"],
 )
-def test_other_joint_kinds_mean_gradient_equals_enumerated_gradient(make_model):
+def test_other_joint_kinds_mean_gradient_equals_enumerated_gradient(
+    make_model, coroutine_surrogate
+):
     model, problem = make_model(), ChainSurrogate(NUM_DRAWS)
+    surrogate = problem.as_coroutine() if coroutine_surrogate else problem.surrogate
     estimator = estimators.StructuredScoreFunction(model)
     draws = _gradients_in(
-        "function", _loss(model, problem.surrogate, estimator), problem.variables
+        "function", _loss(model, surrogate, estimator), problem.variables
     )
     exact = per_draw_gradients(
         lambda: problem.enumerated_negative_elbo(chain_model()), problem.variables
