@@ -175,7 +175,9 @@ def weak_wolfe(objective, position, value, gradient, direction, active, max_iter
 
     Args:
       objective: callable `[B, d] -> ([B], [B, d])`, `f` and its gradient.
-      position, value, gradient: `[B, d]`, `[B]`, `[B, d]` at the start.
+      position: `[B, d]`, the start.
+      value: `[B]`, `f` at the start.
+      gradient: `[B, d]`, its gradient there.
       direction: `[B, d]` descent directions (`g^T d < 0` where active).
       active: `[B]` bool; the other paths are not searched.
       max_iterations: Python integer, trials at most.
