@@ -22,7 +22,8 @@ Sections, in order (`SECTIONS` in `tfp_vi_estimators.report.run`):
 
 Each section module computes its numbers (`compute(settings)`, a frozen
 dataclass), renders them (`render`, `summarize`) and, for `stl_fig1`,
-`snr_vs_k`, `speed` and `qmc_variance`, plots them (`plot`); see `report.section`. The rest of the package:
+`snr_vs_k`, `speed`, `qmc_variance` and `discrete`, plots them (`plot`); see
+`report.section`. The rest of the package:
 
 - `settings`: `Settings` and the `PRESETS` full, quick and tiny;
 - `run`: runs the sections and writes the report (`run_report`);
