@@ -626,7 +626,9 @@ def _jsonable(value):
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if isinstance(value, (np.floating, np.integer)):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float):
+        return float(f"{value:.4g}")  # traces of every step: 4 digits suffice
     return value
 
 
@@ -649,7 +651,7 @@ def main(argv=None):
         (args.out / "pathfinder_vs_advi.json").write_text(
             json.dumps(
                 dict(args=vars(args) | dict(out=str(args.out)), rows=_jsonable(rows)),
-                indent=1,
+                separators=(",", ":"),
             )
         )
         (args.out / "pathfinder_vs_advi.md").write_text(
