@@ -227,6 +227,7 @@ def test_tiny_report_section(tiny_report):
     assert [(r["target"], r["family"], r["arm"]) for r in rows] == [
         ("Banana", "mean-field", "tfp.vi"),
         ("Banana", "mean-field", "DOUBLY_REPARAMETERIZED"),
+        ("Banana", "mean-field", "adaptive"),
     ]
     assert all(r["status"] == "fitted" and len(r["seeds"]) == 2 for r in rows)
     assert all(r["step_ms"] > 0 for r in rows)

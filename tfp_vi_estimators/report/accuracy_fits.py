@@ -95,6 +95,7 @@ ARMS = (
     Arm("DOUBLY_REPARAMETERIZED", GE.DOUBLY_REPARAMETERIZED),
     Arm("score_weight=0.5", functools.partial(_DR, score_weight=0.5)),
     Arm("score_weight=0.25", functools.partial(_DR, score_weight=0.25)),
+    Arm("adaptive", functools.partial(_DR, score_weight="adaptive")),
     Arm("REPARAMETERIZATION rqmc", GE.REPARAMETERIZATION, sampling="rqmc"),
     Arm("DOUBLY_REPARAMETERIZED rqmc", GE.DOUBLY_REPARAMETERIZED, sampling="rqmc"),
     Arm("DOUBLY_REPARAMETERIZED K=4", GE.DOUBLY_REPARAMETERIZED, importance_sample_size=4),

@@ -160,11 +160,11 @@ _SMALLER = {
         (
             "tfp.vi",
             "DOUBLY_REPARAMETERIZED",
-            "score_weight=0.5",
+            "adaptive",
             "REPARAMETERIZATION rqmc",
             "DOUBLY_REPARAMETERIZED K=4",
         ),
-        ("tfp.vi", "DOUBLY_REPARAMETERIZED"),
+        ("tfp.vi", "DOUBLY_REPARAMETERIZED", "adaptive"),
     ),
     "accuracy_steps": (_FULL, 3),
     "accuracy_seeds": (_FULL, 2),
