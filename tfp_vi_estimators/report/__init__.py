@@ -15,6 +15,10 @@ Sections, in order (`SECTIONS` in `tfp_vi_estimators.report.run`):
   fits (mean-field and full-rank, two targets).
 - `qmc_variance`: gradient variance of iid against randomized quasi-Monte
   Carlo sampling across the sample size, with log-log slopes.
+- `accuracy`: posterior accuracy on Inference Gym targets with known
+  posteriors: `tfp.vi` against our estimators and options at equal steps and
+  equal time (`accuracy_targets`, `accuracy_fits`, `accuracy_metrics`,
+  `accuracy_tables`, `accuracy_retime`).
 - `discrete`: the discrete-latent estimators on the RELAX toy (variance
   table) and a Bernoulli VAE on MNIST (DisARM's Figs. 5 and 6), with the
   papers' directions checked (`discrete_toy`, `discrete_vae`,
