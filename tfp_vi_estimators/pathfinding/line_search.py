@@ -45,7 +45,9 @@ medians, process CPU time): compilation 9.7 s here against 17.8 s with
 Hager-Zhang (1.8x); a compiled run 10.7 ms against 12.3 ms, with 91
 gradient evaluations against 107 (34 and 33 iterations). On
 `BrownianMotionMissingMiddleObservations` (30 parameters) an earlier
-single measurement of the Hager-Zhang version took 1692 s to compile.
+single measurement of the Hager-Zhang version took 1692 s (wall time) to
+compile; this version took 27 s (CPU time) in the benchmark run of
+`docs/pathfinder.md` (not the same conditions: no ratio is claimed).
 
 #### References
 
