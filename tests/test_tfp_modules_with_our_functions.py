@@ -61,6 +61,22 @@ def _assert_loss_decreases(losses):
     assert losses[-quarter:].mean() < losses[:quarter].mean(), losses
 
 
+def _large_sample_loss(target_log_prob_fn, surrogate_posterior):
+    """The loss of `surrogate_posterior` from 1,000 draws (a fixed seed).
+
+    A 20-step trace is a sequence of 10-draw estimates, and a flow's are
+    heavy-tailed (one of 164 among values near 46 in the split flow's trace
+    under XLA): its quarters' means can order either way for a fit that
+    moved. The standard error of a 1,000-draw estimate is a thirtieth of one
+    draw's spread, far below the change a 20-step fit makes.
+    """
+    return float(
+        tfp.vi.monte_carlo_variational_loss(
+            target_log_prob_fn, surrogate_posterior, sample_size=1000, seed=(5, 6)
+        )
+    )
+
+
 def _with_tfp_vi_then_ours(monkeypatch, program):
     """`program()` as written (against `tfp.vi`), then with `tfp.vi` = this package.
 
@@ -406,13 +422,28 @@ _BUILDER_PARAMS = [
 ]
 
 
+# `tfp.vi`'s own fit of the split flow is not reproducible run to run in
+# graph mode: repeated in one process with `enable_op_determinism()` and the
+# machine loaded, its loss trace differed from its first run's from step 2 in
+# 1 of 40 repetitions (and ours against it from step 4 in 1 of 30), while ours
+# never differed from itself (40). Op determinism rules out the kernels; what
+# varies is the graph executor's scheduling of `tfp.math.minimize`'s while loop.
+# Under XLA the loop is one sequential program: both runs agree bit for bit,
+# so the comparison is made there.
+_SEQUENTIAL_UNDER_XLA = ("build_split_flow_surrogate_posterior",)
+
+
 @pytest.mark.parametrize("builder", _BUILDER_PARAMS)
 def test_surrogate_builder_fitted_with_our_fit(monkeypatch, builder):
     # Each builder's docstring example: build (same initialization seed), fit
     # with `tfp.vi.fit_surrogate_posterior` (20 steps, 10 samples), same fit
-    # seed. The loss traces and the fitted variables must agree.
+    # seed. The loss traces and the fitted variables must agree, and the fit
+    # must lower the loss (`_large_sample_loss`, before and after).
     def program():
+        # Keras numbers layer names per session; both runs start from one.
+        tf_keras.backend.clear_session()
         target_log_prob_fn, surrogate_posterior = _BUILDERS[builder]()
+        before = _large_sample_loss(target_log_prob_fn, surrogate_posterior)
         losses = tfp.vi.fit_surrogate_posterior(
             target_log_prob_fn,
             surrogate_posterior,
@@ -420,13 +451,16 @@ def test_surrogate_builder_fitted_with_our_fit(monkeypatch, builder):
             optimizer=tf_keras.optimizers.Adam(0.1),
             sample_size=10,
             seed=SEED,
+            jit_compile=builder in _SEQUENTIAL_UNDER_XLA,
         )
         samples = surrogate_posterior.sample(3, seed=SEED)
-        return losses, _values(surrogate_posterior), samples
+        after = _large_sample_loss(target_log_prob_fn, surrogate_posterior)
+        return losses, _values(surrogate_posterior), samples, (before, after)
 
     ours, theirs = _with_tfp_vi_then_ours(monkeypatch, program)
-    _assert_loss_decreases(theirs[0])
-    _assert_loss_decreases(ours[0])
+    for before, after in (theirs[3], ours[3]):
+        assert after < before, (before, after)
+    assert np.all(np.isfinite(ours[0])) and np.all(np.isfinite(theirs[0]))
     _assert_same(ours[0], theirs[0])
     _assert_same_values(ours[1], theirs[1])
     _assert_same(ours[2], theirs[2])
