@@ -269,4 +269,5 @@ def test_several_targets_are_fitted_in_child_processes():
     assert {(r["target"], r["arm"]) for r in result.rows} == {
         ("Banana", "tfp.vi"),
         ("Banana", "DOUBLY_REPARAMETERIZED"),
+        ("Banana", "adaptive"),
     }
