@@ -42,7 +42,11 @@ from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_pa
 from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.loss_config import check_sampling_kind
-from tfp_vi_estimators.training_step import EstimatorStateVariables, loss_and_parts
+from tfp_vi_estimators.training_step import (
+    EstimatorStateVariables,
+    StepState,
+    TrainingStep,
+)
 from tfp_vi_estimators.variational_loss import check_arguments, evaluate, evaluate_loss
 
 __all__ = [
@@ -239,22 +243,22 @@ class VariationalModel(keras.Model):
     def _apply_one_step(self, data):
         """One optimizer step on `data`; updates the loss metric.
 
-        The gradients are the estimator's (`training_step.loss_and_parts`),
-        its state (the adaptive score weight's moments) carried in
-        non-trainable variables from step to step.
+        The step is `training_step.TrainingStep`, the one every driver runs:
+        the estimator's gradients, its state (the adaptive score weight's
+        moments) carried in non-trainable variables from step to step.
         """
-        evaluation, parts = loss_and_parts(
-            lambda: evaluate(self._loss_config(data, training=True), self.step_seed()),
-            lambda: self.trainable_variables,  # the layers are built by now
-            self._scaled_loss,
+        step = TrainingStep(
+            lambda _, seed, batch: evaluate(
+                self._loss_config(batch, training=True), seed
+            ),
+            self.optimizer,
+            lambda: self.trainable_variables,  # the layers are built by the loss
+            scalar_fn=self._scaled_loss,
         )
-        variables = self.trainable_variables
-        estimator = evaluation.estimator
-        state = self._estimator_state.read(estimator, variables)
-        gradients, state = estimator.combine(parts, state)
-        self._estimator_state.assign(state)
-        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        self.loss_tracker.update_state(self.reduce_loss(evaluation.loss))
+        _, result = step(
+            StepState((), (), self._estimator_state), self.step_seed(), data
+        )
+        self.loss_tracker.update_state(self.reduce_loss(result.loss))
 
     def _scaled_loss(self, loss):
         """The scalar differentiated: the reduced loss, scaled for the optimizer."""

@@ -39,6 +39,11 @@ import tensorflow as tf
 
 from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.loss_config import LossConfig
+from tfp_vi_estimators.training_step import (
+    TrainingStep,
+    dense_gradient,
+    loss_and_parts,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,3 +266,60 @@ def checkpoint_write_dir(strategy: Any, checkpoint_dir: str | None) -> str | Non
         return checkpoint_dir
     task_id = strategy.cluster_resolver.task_id
     return os.path.join(checkpoint_dir, f".worker-{task_id}-tmp")
+
+
+class ReplicaTrainingStep(TrainingStep):
+    """`TrainingStep` on every replica: the parts all-reduced, the update once.
+
+    Each replica evaluates its share of the loss and its estimator's gradient
+    parts (`mean_over_replicas`, XLA-compiled per replica with
+    `jit_compile`); the all-reduced parts are combined alike on every
+    replica, and the mean gradient is applied once (`apply_on_every_replica`).
+    A step whose loss or gradients are not finite changes nothing.
+
+    Args:
+      strategy: the `tf.distribute` strategy.
+      estimator: the loss's `GradientEstimator` (it combines the reduced parts
+        outside the replicas' loss).
+      loss_fn, optimizer, variables: as for `TrainingStep` (a Keras-style
+        optimizer and the distributed variables).
+      jit_compile: compile each replica's loss and gradient parts with XLA.
+    """
+
+    def __init__(
+        self, strategy, estimator, loss_fn, optimizer, variables, *, jit_compile
+    ):
+        super().__init__(loss_fn, optimizer, variables, skip_non_finite=True)
+        self._strategy = strategy
+        self._estimator = estimator
+        self._replica_fn = self._replica_loss_and_parts
+        if jit_compile:
+            self._replica_fn = tf.function(
+                self._replica_loss_and_parts, autograph=False, jit_compile=True
+            )
+
+    def _replica_loss_and_parts(self, seed, batch):
+        evaluation, parts = loss_and_parts(
+            lambda: self._loss_fn((), seed, batch), self.variables()
+        )
+        # Every variable needs a gradient: checked at trace time on the
+        # gradients' structure (nothing of the probe runs).
+        zeros = [tf.zeros(v.shape, v.dtype) for v in self.variables()]
+        probe, _ = self._estimator.combine(parts, self._estimator.initial_state(zeros))
+        self._check_every_gradient(probe)
+        return evaluation.loss, tf.nest.map_structure(dense_gradient, parts)
+
+    def gradients(self, parameters, estimator_state, seed, batch):
+        per_replica, (loss, grads, estimator_state) = mean_over_replicas(
+            self._strategy,
+            self._replica_fn,
+            seed,
+            batch,
+            combine=lambda parts: self._estimator.combine(parts, estimator_state),
+        )
+        return loss, grads, estimator_state, per_replica[1]
+
+    def _apply_to_variables(self, per_replica_grads):
+        apply_on_every_replica(
+            self._strategy, self._optimizer, per_replica_grads, self.variables()
+        )

@@ -19,7 +19,7 @@ import tensorflow_probability as tfp
 
 from tfp_vi_estimators.fitting import distributed
 from tfp_vi_estimators.fitting.checkpoints import _CheckpointStore
-from tfp_vi_estimators.training_step import loss_and_parts
+from tfp_vi_estimators.training_step import StepState, TrainingStep
 
 _Traceable = tfp.math.MinimizeTraceableQuantities
 
@@ -90,7 +90,7 @@ class _FitLoop:
         # Set by `run`.
         self._variables = self._progress = self._store = self._every = None
         self._state_spec = self._trace_spec = self._steps_fn = None
-        self._replica_fn = None
+        self._training_step = None
         self._seed_is_none = None
 
     # Traced parts.
@@ -101,81 +101,15 @@ class _FitLoop:
         seed, next_seed = tfp.random.split_seed(seed_state, n=2)
         return seed, next_seed
 
-    def _loss_and_parts(self, seed, batch):
-        """The loss and the estimator's gradient parts (`training_step.py`)."""
-        evaluation, parts = loss_and_parts(
-            lambda: self._loss_fn(seed, batch), self._variables
-        )
-        # The gradients' structure, at trace time only (nothing of it runs).
-        zeros = [tf.zeros(v.shape, v.dtype) for v in self._variables]
-        probe, _ = self._estimator.combine(parts, self._estimator.initial_state(zeros))
-        for v, g in zip(self._variables, probe, strict=True):
-            if g is None:
-                raise ValueError(
-                    f"The loss has no gradient with respect to the variable "
-                    f"{v.name!r}; pass `trainable_variables` without it."
-                )
-        return evaluation.loss, tf.nest.map_structure(_dense, parts)
-
-    def _loss_and_update(self, seed, batch, estimator_state):
-        """`(loss, grads, apply, estimator_state)`: the step's loss and
-        gradients, their update, and the estimator's next state."""
-        if self._strategy is None:
-            loss, parts = self._loss_and_parts(seed, batch)
-            grads, estimator_state = self._estimator.combine(parts, estimator_state)
-
-            def apply():
-                self._optimizer.apply_gradients(
-                    zip(grads, self._variables, strict=True)
-                )
-                return tf.constant(True)
-
-            return loss, grads, apply, estimator_state
-        per_replica, (loss, grads, estimator_state) = distributed.mean_over_replicas(
-            self._strategy,
-            self._replica_fn,
-            seed,
-            batch,
-            combine=lambda parts: self._estimator.combine(parts, estimator_state),
-        )
-        return (
-            loss,
-            grads,
-            lambda: distributed.apply_on_every_replica(
-                self._strategy, self._optimizer, per_replica[1], self._variables
-            ),
-            estimator_state,
-        )
-
-    def _optimizer_step(self, seed, batch, estimator_state):
-        """One step; the update is applied only if the loss and gradients are finite.
-
-        Returns:
-          `(loss, grads, parameters, finite, estimator_state)`; the estimator's
-          state moves on only with a finite step.
-        """
-        loss, grads, apply, new_state = self._loss_and_update(
-            seed, batch, estimator_state
-        )
-        finite = tf.reduce_all(
-            [tf.reduce_all(tf.math.is_finite(loss))]
-            + [tf.reduce_all(tf.math.is_finite(_dense(g))) for g in grads]
-        )
-        applied = tf.cond(finite, apply, lambda: tf.constant(False))
-        with tf.control_dependencies([applied]):
-            parameters = [tf.identity(v) for v in self._variables]
-        estimator_state = tf.nest.map_structure(
-            lambda new, old: tf.where(finite, new, old), new_state, estimator_state
-        )
-        return loss, [_dense(g) for g in grads], parameters, finite, estimator_state
-
     def _step(self, previous_state, step, batch=None):
         """Step `step` from the state after step `step - 1`, as `tfp.math.minimize`."""
         previous = previous_state.quantities
         seed, next_seed = self._split(previous.seed)
-        loss, grads, parameters, finite, estimator_state = self._optimizer_step(
-            seed, batch, previous_state.estimator
+        step_state, result = self._training_step(
+            StepState((), (), previous_state.estimator), seed, batch
         )
+        loss, grads, parameters, finite = result
+        estimator_state = step_state.estimator
         has_converged = previous.has_converged
         criterion_state = previous.convergence_criterion_state
         if self._criterion is not None:
@@ -341,12 +275,7 @@ class _FitLoop:
             )
             or None,
         )
-        # Under several replicas XLA compiles each replica's loss and gradients.
-        self._replica_fn = self._loss_and_parts
-        if self._several and self._jit_compile:
-            self._replica_fn = tf.function(
-                self._loss_and_parts, autograph=False, jit_compile=True
-            )
+        self._training_step = self._make_training_step()
         if self._dataset is not None and not self._several:
             self._iterator = iter(self._dataset)  # saved with the checkpoints
         self._store = self._open_store(checkpoint_dir, fingerprint)
@@ -363,6 +292,23 @@ class _FitLoop:
         if progress is not None:
             progress.close()
         return self._padded(_concat(traces), steps_done)
+
+    def _make_training_step(self):
+        """The step every iteration runs: on this device, or on every replica
+        (XLA then compiles each replica's loss and gradients)."""
+        loss_fn = functools.partial(_without_parameters, self._loss_fn)
+        if self._strategy is None:
+            return TrainingStep(
+                loss_fn, self._optimizer, self._variables, skip_non_finite=True
+            )
+        return distributed.ReplicaTrainingStep(
+            self._strategy,
+            self._estimator,
+            loss_fn,
+            self._optimizer,
+            self._variables,
+            jit_compile=self._jit_compile and self._several,
+        )
 
     def _initial_seed_state(self, checkpoint_dir):
         """`sanitize_seed(seed, salt='minimize')`, as `tfp.math.minimize` starts."""
@@ -498,10 +444,10 @@ class _FitLoop:
         )
 
 
-def _dense(gradient):
-    if isinstance(gradient, tf.IndexedSlices):
-        return tf.convert_to_tensor(gradient)
-    return gradient
+def _without_parameters(loss_fn, parameters, seed, batch):
+    """`loss_fn(seed, batch)`: the loss reads its variables itself."""
+    del parameters
+    return loss_fn(seed, batch)
 
 
 def _unique(variables):

@@ -3,7 +3,8 @@
 The same steps, seeds and trace as `tfp.math.minimize_stateless` (an initial
 step, then a `trace_scan` over steps 1 .. num_steps - 1, stopping the updates
 of converged batch members), with one difference: each step's gradients come
-from `training_step.py` (the estimator's `gradient_parts` and `combine`), and
+from `training_step.TrainingStep` (the estimator's `gradient_parts` and
+`combine`, then the optax-style update), and
 the estimator's state travels with the parameters and the optimizer state, so
 an estimator that learns across steps (the adaptive score weight) adapts here
 as in the other fits:
@@ -19,7 +20,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal.tfp_internals import trace_scan
-from tfp_vi_estimators.training_step import loss_and_parts
+from tfp_vi_estimators.training_step import StepState, TrainingStep
 
 __all__ = ["minimize_stateless"]
 
@@ -57,7 +58,7 @@ def minimize_stateless(
         if not seed_is_none:
             seed = tfp.random.sanitize_seed(seed, salt="minimize")
             init_seed, seed = tfp.random.split_seed(seed, n=2)
-        step_fn = _step_fn(evaluate_fn, estimator, optimizer)
+        step_fn = _step_fn(evaluate_fn, optimizer)
         estimator_state = estimator.initial_state(
             [tf.convert_to_tensor(x) for x in tf.nest.flatten(init)]
         )
@@ -111,24 +112,25 @@ def _initial_quantities(
         )
 
 
-def _step_fn(evaluate_fn, estimator, optimizer):
+def _step_fn(evaluate_fn, optimizer):
     """One compiled step: `(loss, grads, parameters, optimizer_state, est_state)`."""
+    training_step = TrainingStep(
+        lambda parameters, seed, batch: evaluate_fn(*parameters, seed=seed), optimizer
+    )
 
     @tf.function(autograph=False)
     def step(parameters, optimizer_state, estimator_state, seed=None):
-        # Python numbers among the parameters (as `tfp.math.value_and_gradient`
-        # converts them) become tensors the tape can watch.
-        flat = [tf.convert_to_tensor(x) for x in tf.nest.flatten(parameters)]
-        parameters = tf.nest.pack_sequence_as(parameters, flat)
-        evaluation, parts = loss_and_parts(
-            lambda: evaluate_fn(*tf.nest.pack_sequence_as(parameters, flat), seed=seed),
-            flat,
+        state, result = training_step(
+            StepState(parameters, optimizer_state, estimator_state), seed
         )
-        grads, estimator_state = estimator.combine(parts, estimator_state)
-        grads = tf.nest.pack_sequence_as(parameters, grads)
-        updates, optimizer_state = optimizer.update(grads, optimizer_state, parameters)
-        parameters = tf.nest.map_structure(lambda a, b: a + b, parameters, updates)
-        return evaluation.loss, grads, parameters, optimizer_state, estimator_state
+        grads = tf.nest.pack_sequence_as(state.parameters, result.gradients)
+        return (
+            result.loss,
+            grads,
+            state.parameters,
+            state.optimizer_state,
+            state.estimator,
+        )
 
     return step
 
