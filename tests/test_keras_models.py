@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 from modes import assert_raises, mode_parameter
-from tensorflow_probability.python.internal import samplers
 
 import tfp_vi_estimators as tve
-from tfp_vi_estimators import keras_models
+from tfp_vi_estimators import keras_models, training_step
+from tfp_vi_estimators.fitting import distributed
 from tfp_vi_estimators.keras_models import (
     SurrogatePosteriorModel,
     VariationalModel,
@@ -61,8 +61,8 @@ def test_surrogate_variables_are_adopted_not_copied():
 def _reference_fit(seed, num_steps, optimizer, jit_compile):
     """The fit `SurrogatePosteriorModel` documents, written out on one device.
 
-    Step t draws with `fold_in([seed, t], 0)` (the `SeedGenerator` state, replica
-    0) and applies the gradient of that step's loss. Compiled as Keras compiles
+    Step t draws with `[seed, t]` (the `SeedGenerator` state; one replica, so
+    `training_step.replica_seed` leaves it unchanged) and applies the gradient of that step's loss. Compiled as Keras compiles
     its step: under XLA, stateless samplers draw other values than without.
     """
     q, loc, scale = _surrogate()
@@ -70,7 +70,7 @@ def _reference_fit(seed, num_steps, optimizer, jit_compile):
     optimizer.build(variables)
 
     def loss_at(t):
-        step_seed = samplers.fold_in(tf.stack([tf.constant(seed), t]), tf.constant(0))
+        step_seed = tf.stack([tf.constant(seed), t])
         return tve.monte_carlo_variational_loss(
             _TARGET.log_prob,
             q,
@@ -179,11 +179,14 @@ def test_steps_are_seeded_by_the_seed_generator():
     assert first[0] != first[1]  # a fresh seed every step
 
 
-def test_replica_seed_is_identity_fold_in_outside_distribution():
+def test_replica_seed_is_the_seed_itself_with_one_replica():
+    # One convention for the fit and Keras: the seed is unchanged with one
+    # replica (so the fit keeps tfp.vi's samples), folded with several.
     seed = tf.constant([3, 4])
-    np.testing.assert_array_equal(
-        replica_seed(seed), samplers.fold_in(seed, tf.constant(0))
-    )
+    np.testing.assert_array_equal(replica_seed(seed), seed)
+    assert replica_seed(None) is None
+    assert replica_seed is training_step.replica_seed
+    assert replica_seed is distributed.replica_seed
 
 
 def _fit_in_executions(steps_per_execution, jit_compile=False):

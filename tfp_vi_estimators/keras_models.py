@@ -17,11 +17,13 @@ callbacks (EarlyStopping, TensorBoard, ModelCheckpoint), history, XLA
   `MultiWorkerMirroredStrategy`, the chief writing the backups.
 
 Every step draws a fresh stateless seed from a `keras.random.SeedGenerator`
-(saved with the model's weights) and folds the replica id into it, so each
-replica of a distributed step draws independent samples:
+(saved with the model's weights) and, with several replicas, folds the
+replica id into it (`training_step.replica_seed`, the fit's convention too),
+so each replica of a distributed step draws independent samples:
 
 ```none
-seed[t, r] = fold_in(seed_generator.next(), r)     # r: replica id
+seed[t, r] = fold_in(seed_generator.next(), r)     # r: replica id (R > 1)
+seed[t]    = seed_generator.next()                 # one replica
 loss[t, r] = monte_carlo_variational_loss(..., seed=seed[t, r])
 grad[t]    = 1/R sum_r grad loss[t, r]              # all-reduced by the optimizer
 ```
@@ -34,18 +36,17 @@ import functools
 
 import keras
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from tfp_vi_estimators import minibatch, psis
 from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
-from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.loss_config import check_sampling_kind
 from tfp_vi_estimators.training_step import (
     EstimatorStateVariables,
     StepState,
     TrainingStep,
+    replica_seed,
 )
 from tfp_vi_estimators.variational_loss import check_arguments, evaluate, evaluate_loss
 
@@ -70,28 +71,6 @@ def _check_keras():
 
 
 _check_keras()
-
-
-def replica_seed(seed):
-    """Folds the id of the current replica into a stateless seed.
-
-    ```none
-    replica_seed(seed) = fold_in(seed, replica_id_in_sync_group)
-    ```
-
-    Outside `strategy.run` (or with the default strategy) the replica id is 0,
-    so replica 0 of a distributed run draws what a single-device run draws.
-
-    Args:
-      seed: stateless seed, an integer `Tensor` of shape `[2]`.
-
-    Returns:
-      seed: an `int32` `Tensor` of shape `[2]`, distinct for each replica.
-    """
-    seed = tfp.random.sanitize_seed(seed)
-    context = tf.distribute.get_replica_context()
-    replica_id = 0 if context is None else context.replica_id_in_sync_group
-    return fold_in_seed(seed, tf.cast(replica_id, tf.int32))
 
 
 class VariationalModel(keras.Model):

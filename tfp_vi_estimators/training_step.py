@@ -31,7 +31,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import tensorflow as tf
+import tensorflow_probability as tfp
 
+from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.variational_loss import check_arguments, evaluate
 
@@ -41,6 +43,7 @@ __all__ = [
     "StepState",
     "TrainingStep",
     "loss_and_parts",
+    "replica_seed",
     "value_and_gradients",
 ]
 
@@ -321,6 +324,33 @@ class TrainingStep:
                     f"The loss has no gradient with respect to the variable "
                     f"{name!r}; pass `trainable_variables` without it."
                 )
+
+
+def replica_seed(seed: Any) -> Any:
+    """A replica's stateless seed: the one seed convention of every driver.
+
+    ```none
+    replica_seed(seed) = fold_in(seed, r)   # r: replica id, with R > 1 replicas
+                       = seed               # with one replica, or seed=None
+    ```
+
+    With one replica (no strategy, or a strategy of one device) the seed is
+    unchanged, so a fit is the one without a strategy (and, for the same
+    seed, `tfp.vi`'s); with several each replica draws independent samples.
+    The fit loop and the Keras models both draw their replicas' seeds here.
+
+    Args:
+      seed: a stateless seed (an integer `Tensor` of shape `[2]`), or `None`.
+
+    Returns:
+      The replica's seed, `int32` of shape `[2]` (or `None` for `None`).
+    """
+    if seed is None or tf.distribute.get_strategy().num_replicas_in_sync == 1:
+        return seed
+    seed = tfp.random.sanitize_seed(seed)
+    context = tf.distribute.get_replica_context()
+    replica_id = 0 if context is None else context.replica_id_in_sync_group
+    return fold_in_seed(seed, tf.cast(replica_id, tf.int32))
 
 
 def _as_tensors(parameters):

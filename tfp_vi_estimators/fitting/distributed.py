@@ -37,12 +37,12 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.loss_config import LossConfig
 from tfp_vi_estimators.training_step import (
     TrainingStep,
     dense_gradient,
     loss_and_parts,
+    replica_seed,
 )
 
 
@@ -181,18 +181,6 @@ def _container(variable):
         return variable
     container = getattr(variable, "_distributed_container", None)
     return variable if container is None or container() is None else container()
-
-
-def replica_seed(seed: Any) -> Any:
-    """`tf.random.experimental.stateless_fold_in(seed, replica_id)`, per replica.
-
-    With one replica (or `seed=None`) the seed is unchanged, so the fit is the
-    one without a strategy.
-    """
-    if seed is None or tf.distribute.get_strategy().num_replicas_in_sync == 1:
-        return seed
-    replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
-    return fold_in_seed(seed, tf.cast(replica_id, tf.int32))
 
 
 def mean_over_replicas(
