@@ -33,7 +33,7 @@ def test_draws_first_layout_is_tfp_vi_order_and_arranges_s_by_k():
         draw.log_densities.surrogate, np.reshape(q.log_prob(expected), [3, 2, 2])
     )
     assert draw.log_prob_spec.shape == [6, 2]
-    assert draw.gradient_scale is None
+    assert draw.log_densities.scale_port is None
 
 
 def test_particles_first_layout_is_tfp_vi_vimco_order():
@@ -55,7 +55,7 @@ def test_only_requested_densities_are_computed():
     assert draw.log_densities.stopped_sample is None
     assert draw.log_densities.surrogate is None
     assert plan.path_gradient is PathGradient.SCALED
-    assert draw.gradient_scale is not None
+    assert draw.log_densities.scale_port.shape == [2, 1, 2]  # [S, K] + batch
     partial = estimators.DoublyReparameterized(score_weight=0.5).plan
     assert partial.densities == {Density.STOPPED_PARAMETERS, Density.STOPPED_SAMPLE}
 

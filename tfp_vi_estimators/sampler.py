@@ -2,8 +2,8 @@
 
 An estimator states what it needs as a `SamplingPlan`; `draw` turns that plan
 into samples laid out as the plan says (with their path gradient kept,
-stopped, or passed through a `GradientScale`) and the log-densities the
-estimator reads. New ways of drawing plug in here.
+stopped, or scalable by the estimator through a port,
+`estimators/gradient_scale.py`) and the log-densities the estimator reads. New ways of drawing plug in here.
 
 ```none
 layout DRAWS_FIRST:       z ~ q, shape [S * K] + batch + event    (tfp.vi's order)
@@ -36,7 +36,7 @@ from tfp_vi_estimators import discrete_sampling
 from tfp_vi_estimators._internal import pre_image, quasi_monte_carlo
 from tfp_vi_estimators._internal.reparameterization import reparameterized_parts
 from tfp_vi_estimators.distributions.straight_through import carry_pairing
-from tfp_vi_estimators.estimators.gradient_scale import GradientScale
+from tfp_vi_estimators.estimators import gradient_scale
 from tfp_vi_estimators.estimators.plan import (
     Density,
     Layout,
@@ -61,8 +61,6 @@ class Draw:
       log_prob_spec: the shape and dtype the target must return for `samples`.
       layout: the plan's `Layout`.
       importance_sample_size: K, to arrange the target's output.
-      gradient_scale: the `GradientScale` the samples passed through
-        (`PathGradient.SCALED`), else `None`.
     """
 
     samples: Any
@@ -70,7 +68,6 @@ class Draw:
     log_prob_spec: tf.TensorSpec
     layout: Layout
     importance_sample_size: int
-    gradient_scale: GradientScale | None = None
 
     def with_target(self, target_log_prob):
         """The log-densities with the target's, arranged `[S, K] + batch`."""
@@ -124,7 +121,9 @@ def draw(
     drawn, log_q, non_reparameterized, with_pre_image = _sample_by(
         plan, surrogate, stopped_surrogate, sample_shape, seed, sampling
     )
-    samples, gradient_scale = _keep_path_gradient(plan, drawn)
+    samples, scale_port = _keep_path_gradient(
+        plan, drawn, lambda: _port_spec(log_q, sample_size, importance_sample_size)
+    )
     computed = {
         Density.SURROGATE: lambda: log_q,
         Density.STOPPED_PARAMETERS: lambda: _stopped_parameters(
@@ -141,16 +140,10 @@ def draw(
             for d in _ordered(plan.densities)
         },
         sites=None if plan.sites is None else plan.sites(surrogate, samples),
+        scale_port=scale_port,
     )
     spec = tf.TensorSpec(log_q.shape, log_q.dtype)
-    return Draw(
-        samples,
-        log_densities,
-        spec,
-        plan.layout,
-        importance_sample_size,
-        gradient_scale,
-    )
+    return Draw(samples, log_densities, spec, plan.layout, importance_sample_size)
 
 
 def _sample_by(plan, surrogate, stopped_surrogate, sample_shape, seed, sampling):
@@ -225,22 +218,37 @@ def _split_log_prob(surrogate, samples):
     return tf.add_n(parts), tf.add_n(discrete) if discrete else tf.zeros_like(parts[0])
 
 
-def _keep_path_gradient(plan, drawn):
-    """The samples as the target sees them, and their `GradientScale` if any."""
+def _port_spec(log_q, sample_size, importance_sample_size):
+    """The shape `[S, K] + batch` and dtype of a scale port, from `log_q`."""
+    shape = [[sample_size, importance_sample_size], tf.shape(log_q)[1:]]
+    return tf.concat(shape, axis=0), log_q.dtype
+
+
+def _keep_path_gradient(plan, drawn, port_spec):
+    """The samples as the target sees them, and their scale port if any
+    (`PathGradient.SCALED`: every sample tensor's ports summed, so the
+    multiplier the estimator sends reaches each of them)."""
     if plan.path_gradient is PathGradient.LEAVES:
         return tf.nest.map_structure(_leaf, drawn), None
     if plan.path_gradient is not PathGradient.SCALED:
         return drawn, None
-    scale = GradientScale()
+    ports = []
+    port_shape, port_dtype = port_spec()
 
-    def scaled(x):
-        y = scale.identity(x)
-        # A straight-through sample keeps its relaxed pre-image (scaled the
-        # same way), so the stopped copy still scores the relaxed density.
-        carry_pairing(x, y, scale.identity)
+    def scalable(x):
+        y, port = gradient_scale.scalable(x, port_shape, port_dtype)
+        ports.append(port)
         return y
 
-    return tf.nest.map_structure(scaled, drawn), scale
+    def scaled(x):
+        y = scalable(x)
+        # A straight-through sample keeps its relaxed pre-image (scaled the
+        # same way), so the stopped copy still scores the relaxed density.
+        carry_pairing(x, y, scalable)
+        return y
+
+    samples = tf.nest.map_structure(scaled, drawn)
+    return samples, tf.add_n(ports)
 
 
 def _leaf(x):

@@ -170,7 +170,7 @@ def evaluate(config: LossConfig, seed=None) -> LossEvaluation:
         )
         log_densities = draw.with_target(target_log_prob)
         per_draw = config.estimator.per_draw_loss(  # 5. per-draw loss
-            log_densities, config.discrepancy_fn, draw.gradient_scale
+            log_densities, config.discrepancy_fn
         )
         return LossEvaluation(
             loss=tf.reduce_mean(per_draw, axis=0),  # 6. mean over draws

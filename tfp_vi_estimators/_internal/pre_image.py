@@ -334,7 +334,7 @@ def stopped_log_prob_from_pre_image(drawn, samples, stopped_log_prob_fn=None):
     Args:
       drawn: the `PreImageSample` or `JointPreImage` the samples came from.
       samples: `drawn.samples` as the target sees them (possibly passed through
-        a `GradientScale`); equal in value to `drawn.samples`.
+        `gradient_scale.scalable`); equal in value to `drawn.samples`.
       stopped_log_prob_fn: for a `JointPreImage`, `distribution -> (value ->
         log q_stop(value))` (`stopped_surrogate.stopped_log_prob_fn`): the
         stopped density of a part without a pre-image, or of the whole joint

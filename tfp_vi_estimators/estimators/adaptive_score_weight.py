@@ -165,9 +165,8 @@ class AdaptivelyWeightedDoublyReparameterized(DoublyReparameterized):
             path_gradient=PathGradient.LEAVES,
         )
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         """REPARAMETERIZATION's loss: the total derivative's gradient (`c = 0`)."""
-        del gradient_scale
         log_weights = log_densities.target - log_densities.surrogate
         return discrepancy_fn(log_mean_exp(log_weights))
 

@@ -124,8 +124,7 @@ class ARMS(GradientEstimator):
         self.num_draws = num_draws
         self.plan = antithetic_plan({DiscreteFamily.BERNOULLI}, num_draws)
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
-        del gradient_scale
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         f = discrepancy_fn(log_mean_exp(log_densities.target - log_densities.surrogate))
         return f + antithetic_score_term(log_densities, f, self.num_draws, _arms_weight)
 

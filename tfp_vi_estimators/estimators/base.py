@@ -139,14 +139,14 @@ class GradientEstimator(abc.ABC):
         return type(self).__name__
 
     @abc.abstractmethod
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         """Per-draw surrogate loss.
 
         Args:
-          log_densities: the `LogDensities` the plan asked for.
+          log_densities: the `LogDensities` the plan asked for (with the
+            samples' `scale_port` when the plan's `path_gradient` is
+            `SCALED`).
           discrepancy_fn: elementwise Csiszar function in log space.
-          gradient_scale: the draw's `GradientScale` when the plan's
-            `path_gradient` is `SCALED`, else `None`.
 
         Returns:
           `Tensor` `[S] + batch_shape` whose value is `discrepancy_fn(L)` and

@@ -129,7 +129,6 @@ class CategoricalDisARM(GradientEstimator):
         2,
     )
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
-        del gradient_scale
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         f = discrepancy_fn(log_mean_exp(log_densities.target - log_densities.surrogate))
         return f + antithetic_score_term(log_densities, f, 2, _weight)

@@ -27,10 +27,13 @@ coefficients on the same `log p(z_k)`. The surrogate is
 `z~ = z` in value and its backward pass multiplies the incoming gradient of
 particle k by `wt_k (1 - f2 / f1)`, turning `f1 wt_k` into
 `(f1 - f2) wt_k^2` on the path to phi. The multiplier is only known after the
-target has been evaluated at `z~`, so the plan asks for samples drawn through
-a `GradientScale` (`PathGradient.SCALED`), which the loss hands to
-`per_draw_loss` and which the estimator sets; the backward pass runs after the
-forward pass in eager mode, `tf.function` and XLA alike. Where `f1` is exactly zero the
+target has been evaluated at `z~`, so it is sent backwards as data: the plan
+asks for samples drawn through `gradient_scale.scalable`
+(`PathGradient.SCALED`), whose zero port reaches the estimator as
+`LogDensities.scale_port`; the surrogate adds `send_scale(port, multiplier)`,
+zero in value, whose backward pass hands the multiplier to the port and so to
+the samples' gradient. Nothing is stored between the passes.
+Where `f1` is exactly zero the
 surrogate's coefficient is zero and that draw contributes no phi gradient (the
 `-f2` term is lost on that measure-zero set).
 
@@ -55,6 +58,7 @@ from tfp_vi_estimators.estimators.base import (
     pathwise_plan,
     with_gradient_of,
 )
+from tfp_vi_estimators.estimators.gradient_scale import send_scale
 from tfp_vi_estimators.estimators.plan import Density, PathGradient
 
 
@@ -97,7 +101,7 @@ class DoublyReparameterized(GradientEstimator):
             densities.append(Density.STOPPED_SAMPLE)
         self.plan = pathwise_plan(*densities, path_gradient=PathGradient.SCALED)
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         c = self.score_weight
         log_weights = log_densities.target - log_densities.stopped_parameters
         if c < 1.0:
@@ -112,8 +116,10 @@ class DoublyReparameterized(GradientEstimator):
         weights = tf.stop_gradient(tf.nn.softmax(log_weights, axis=1))
         # theta's coefficient is f1 wt; the path to phi needs
         # c (f1 - f2) wt^2 + (1 - c) f1 wt, hence this multiplier on z's gradient.
-        gradient_scale.set(c * path_scale(weights, f1, f2) + (1.0 - c))
-        surrogate = tf.reduce_sum(tf.stop_gradient(f1 * weights) * log_weights, axis=1)
+        multiplier = c * path_scale(weights, f1, f2) + (1.0 - c)
+        terms = tf.stop_gradient(f1 * weights) * log_weights
+        terms += send_scale(log_densities.scale_port, multiplier)  # zero in value
+        surrogate = tf.reduce_sum(terms, axis=1)
         return with_gradient_of(discrepancy_fn(log_mean), surrogate)
 
     def __repr__(self):

@@ -94,8 +94,7 @@ class LocalDisARM(GradientEstimator):
         antithetic_plan({DiscreteFamily.BERNOULLI}, 2), min_importance_sample_size=2
     )
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
-        del gradient_scale
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         log_weights = log_densities.target - log_densities.surrogate
         f = discrepancy_fn(log_mean_exp(log_weights))
         batch_rank = f.shape.rank - 1

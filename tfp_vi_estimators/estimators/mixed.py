@@ -56,8 +56,7 @@ class MixedReparameterization(GradientEstimator):
             min_sample_size=self.baseline.min_sample_size,
         )
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
-        del gradient_scale
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         f = discrepancy_fn(log_mean_exp(log_densities.target - log_densities.surrogate))
         score = tf.reduce_sum(log_densities.non_reparameterized, axis=1)
         return f + score_term(f, self.baseline, score)

@@ -56,8 +56,7 @@ class MixtureStickingTheLanding(GradientEstimator):
         discrepancy_fn=tfp.vi.kl_reverse,
     )
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
-        del gradient_scale
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         log_weights = log_densities.target - log_densities.stopped_parameters
         component_weights = tf.exp(log_densities.component_log_weights)
         return tf.reduce_sum(component_weights * discrepancy_fn(log_weights), axis=1)

@@ -39,7 +39,8 @@ class PathGradient(enum.Enum):
     STOPPED = "stopped"  # samples are constants (score-function estimators)
     LIVE = "live"  # samples are differentiable functions of the parameters
     # Live, each particle's backward pass multiplied by a scale the estimator
-    # computes from the densities (`GradientScale`).
+    # computes from the densities and sends back through
+    # `LogDensities.scale_port` (`gradient_scale.py`).
     SCALED = "scaled"
     # Live, and each sample a tensor of its own (an identity of the drawn one)
     # that only the target and the densities read: a training step's gradient
@@ -184,6 +185,9 @@ class LogDensities:
       discrete: a tuple of `DiscretePart`s, one per discrete part of the
         surrogate, when the plan has `discrete` draws.
       sites: what the plan's `sites` function returned, when it has one.
+      scale_port: for `PathGradient.SCALED`, zeros `[S, K] + batch` tied to
+        the samples: the gradient the backward pass delivers to it multiplies
+        each particle's sample gradient (`gradient_scale.send_scale`).
     """
 
     target: Any = None
@@ -194,3 +198,4 @@ class LogDensities:
     component_log_weights: Any = None
     discrete: Any = None
     sites: Any = None
+    scale_port: Any = None

@@ -186,8 +186,7 @@ class RELAX(GradientEstimator):
         """The control variate's trainable variables (and a variable temperature)."""
         return tuple(_trainable(self.control_variate) + _trainable(self.temperature))
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
-        del gradient_scale
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         f = discrepancy_fn(log_mean_exp(log_densities.target - log_densities.surrogate))
         batch_rank = f.shape.rank - 1
         gradients, variance = self._gradients(log_densities, discrepancy_fn, f)

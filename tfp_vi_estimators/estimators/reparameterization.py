@@ -21,8 +21,7 @@ from tfp_vi_estimators.estimators.base import GradientEstimator, log_mean_exp
 class Reparameterization(GradientEstimator):
     """Differentiates `f(L)` through reparameterized samples (IWAE when K > 1)."""
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
-        del gradient_scale
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         return discrepancy_fn(
             log_mean_exp(log_densities.target - log_densities.surrogate)
         )

@@ -57,8 +57,7 @@ class ScoreFunction(GradientEstimator):
             min_sample_size=self.baseline.min_sample_size,
         )
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
-        del gradient_scale
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         log_q = log_densities.surrogate
         f = discrepancy_fn(log_mean_exp(log_densities.target - log_q))
         return f + score_term(f, self.baseline, tf.reduce_sum(log_q, axis=1))

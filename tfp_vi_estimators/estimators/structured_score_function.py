@@ -207,8 +207,7 @@ class StructuredScoreFunction(GradientEstimator):
                 terms[name] = (dist.log_prob(values[name]), False)
         return terms
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
-        del gradient_scale
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         f = discrepancy_fn(log_mean_exp(log_densities.target - log_densities.surrogate))
         terms = [f]
         for site in log_densities.sites:

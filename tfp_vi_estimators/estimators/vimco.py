@@ -41,8 +41,7 @@ class VIMCO(GradientEstimator):
         min_importance_sample_size=2,
     )
 
-    def per_draw_loss(self, log_densities, discrepancy_fn, gradient_scale=None):
-        del gradient_scale
+    def per_draw_loss(self, log_densities, discrepancy_fn):
         log_q = log_densities.surrogate
         log_swap_out_mean, log_mean = tfp.stats.log_soomean_exp(
             log_densities.target - log_q, axis=1
