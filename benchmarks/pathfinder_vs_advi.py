@@ -53,8 +53,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_vi_estimators as tve
-from tfp_vi_estimators import low_rank
-from tfp_vi_estimators.report import accuracy_fits, accuracy_metrics, accuracy_targets
+from tfp_vi_estimators.report import (
+    accuracy_fits,
+    accuracy_pathfinder,
+    accuracy_targets,
+)
 from tfp_vi_estimators.report.settings import PRESETS
 
 tfd = tfp.distributions
@@ -87,77 +90,9 @@ def _arm(library):
 # ---------------------------------------------------------------- Pathfinder
 
 
-def _pathfinder_errors(result, target, num_paths):
-    """`(mean error, sd log-ratio)`: the Gaussian's exact marginals for one
-    path, PSIS-weighted pooled draws for several."""
-    if num_paths == 1:
-        q = result.distribution
-        sd = tf.sqrt(low_rank.marginal_variance(q.scale))
-        mean, sd = accuracy_metrics.constrained_moments(q.loc, sd, target.bijector)
-    else:
-        weights = tf.reshape(tf.exp(result.log_weights), [-1, 1])
-        x = target.bijector.forward(tf.reshape(result.path_draws, [-1, target.dim]))
-        x = tf.cast(x, tf.float64)
-        weights = tf.cast(weights, tf.float64)
-        mean = tf.reduce_sum(weights * x, axis=0)
-        sd = tf.sqrt(tf.reduce_sum(weights * tf.square(x - mean), axis=0))
-    return (
-        float(
-            accuracy_metrics.standardized_mean_error(
-                mean, target.true_mean, target.true_sd
-            )
-        ),
-        float(accuracy_metrics.sd_log_ratio(sd, target.true_sd)),
-    )
-
-
-def _effective_sample_size(result, num_paths):
-    """`1 / sum w^2` of the pooled PSIS weights (several paths); None for one."""
-    if num_paths == 1:
-        return None
-    weights = tf.exp(tf.cast(tf.reshape(result.log_weights, [-1]), tf.float64))
-    weights /= tf.reduce_sum(weights)
-    return float(1.0 / tf.reduce_sum(tf.square(weights)))
-
-
 def pathfinder_runs(target, num_paths, seeds):
-    """One compiled Pathfinder run per replicate: a list of dicts."""
-    run = tf.function(
-        lambda starts, seed: tve.pathfinder(target.log_prob_fn, starts, seed=seed),
-        jit_compile=True,
-        autograph=False,
-    )
-    shape = [target.dim] if num_paths == 1 else [num_paths, target.dim]
-
-    def starts(replicate):
-        return tf.random.stateless_uniform(shape, (replicate, 77), -2.0, 2.0)
-
-    start = time.process_time()
-    run(starts(0), tf.constant([0, 1])).pareto_k.numpy()
-    compile_seconds = time.process_time() - start
-    rows = []
-    for replicate in range(seeds):
-        start = time.process_time()
-        result = run(starts(replicate), tf.constant([replicate, 1]))
-        result.pareto_k.numpy()
-        seconds = time.process_time() - start
-        mean_error, sd_log_ratio = _pathfinder_errors(result, target, num_paths)
-        rows.append(
-            dict(
-                mean_error=mean_error,
-                sd_log_ratio=sd_log_ratio,
-                khat=float(result.pareto_k),
-                ess=_effective_sample_size(result, num_paths),
-                gradient_evaluations=num_paths * int(result.num_gradient_evaluations),
-                density_evaluations=int(np.sum(result.num_target_evaluations)),
-                iterations=np.ravel(result.num_iterations).tolist(),
-                failed=int(np.sum(result.failed)),
-                seconds=seconds,
-                compile_seconds=compile_seconds,
-                result=result,
-            )
-        )
-    return rows
+    """One compiled (XLA) Pathfinder run per replicate: a list of dicts."""
+    return accuracy_pathfinder.pathfinder_runs(target, num_paths, seeds, True)
 
 
 # ---------------------------------------------------------------- ADVI
@@ -188,89 +123,22 @@ def _low_rank_surrogate(target, batch, initial=None, seed=(0, 0)):
     )
 
 
-def _errors(surrogate, target):
-    """The accuracy metrics of a Gaussian surrogate (no dense covariance)."""
-    if isinstance(surrogate, tfd.MultivariateNormalLinearOperator) and isinstance(
-        surrogate.scale, low_rank.LinearOperatorDiagPlusLowRank
-    ):
-        sd = tf.sqrt(low_rank.marginal_variance(surrogate.scale))
-        mean, sd = accuracy_metrics.constrained_moments(
-            surrogate.loc, sd, target.bijector
-        )
-        return (
-            accuracy_metrics.standardized_mean_error(
-                mean, target.true_mean, target.true_sd
-            ),
-            accuracy_metrics.sd_log_ratio(sd, target.true_sd),
-        )
-    return accuracy_metrics.errors(surrogate, target)
-
-
 def fit_trace(target, surrogate, library, settings, seed):
-    """`[steps, seeds]` standardized mean errors and sd log-ratios of a fit."""
-
-    def trace_fn(traced):
-        mean_error, sd_log_ratio = _errors(surrogate, target)
-        return dict(mean_error=mean_error, sd_log_ratio=sd_log_ratio)
-
-    fit = tve.fit_surrogate_posterior
-    extra = dict(progress=False)
-    if library == "tfp.vi":
-        fit, extra = tfp.vi.fit_surrogate_posterior, {}
+    """`[steps, seeds]` standardized mean errors and sd log-ratios of a fit,
+    and its CPU seconds (`accuracy_fits.fit_trace`: XLA, errors by
+    quadrature; the low-rank family's marginals without a dense matrix)."""
     start = time.process_time()
-    trace = fit(
-        target.log_prob_fn,
-        surrogate,
-        tf.keras.optimizers.Adam(settings.accuracy_learning_rate),
-        settings.accuracy_steps,
-        trace_fn=trace_fn,
-        jit_compile=True,
-        seed=seed,
-        **extra,
-        **_arm(library).options(settings.accuracy_draws_per_step),
-    )
-    return (
-        np.asarray(trace["mean_error"], np.float64),
-        np.asarray(trace["sd_log_ratio"], np.float64),
-        time.process_time() - start,
-    )
+    trace = accuracy_fits.fit_trace(target, surrogate, _arm(library), settings, seed)
+    return trace["mean_error"], trace["sd_log_ratio"], time.process_time() - start
 
 
-def step_ms(target, make, library, settings, seed, rounds=3):
-    """Median milliseconds per step of a compiled loop of the fit's steps."""
-    surrogate = make()
-    options = _arm(library).options(settings.accuracy_draws_per_step)
-    loss_fn = (
-        tfp.vi.monte_carlo_variational_loss
-        if library == "tfp.vi"
-        else tve.monte_carlo_variational_loss
-    )
-    optimizer = tf.keras.optimizers.Adam(settings.accuracy_learning_rate)
-    variables = list(surrogate.trainable_variables)
-    optimizer.build(variables)
-
-    def step(i, seed):
-        step_seed, seed = tfp.random.split_seed(seed)
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(
-                loss_fn(target.log_prob_fn, surrogate, seed=step_seed, **options)
-            )
-        optimizer.apply_gradients(
-            zip(tape.gradient(loss, variables), variables, strict=True)
-        )
-        return i + 1, seed
-
-    @tf.function(jit_compile=True, autograph=False)
-    def run(seed, num_steps):
-        return tf.while_loop(lambda i, _: i < num_steps, step, (0, seed))[0]
-
-    run(tf.constant(seed), tf.constant(1)).numpy()
-    times = []
-    for r in range(rounds):
-        start = time.process_time()
-        run(tf.constant([r, 5]), tf.constant(200)).numpy()
-        times.append((time.process_time() - start) / 200)
-    return float(np.median(times)) * 1e3
+def step_ms(target, make, library, settings, rounds=3, steps=200):
+    """Median CPU milliseconds per step of a compiled loop of the fit's steps
+    (`accuracy_fits.compiled_steps`, as the accuracy benchmark times its arms)."""
+    run = accuracy_fits.compiled_steps(target, make(), _arm(library), settings)
+    accuracy_fits.run_seconds(run, 1, 0)  # compiles
+    cpu = [accuracy_fits.run_seconds(run, steps, r + 1)[1] for r in range(rounds)]
+    return float(np.median(cpu)) / steps * 1e3
 
 
 def _make(target, family, settings, seed, initial=None):
@@ -279,58 +147,18 @@ def _make(target, family, settings, seed, initial=None):
         return lambda: _low_rank_surrogate(target, batch, initial, seed)
     if initial is None:
         return lambda: accuracy_targets.make_surrogate(family, target.dim, batch, seed)
-    return lambda: _family_at(family, initial)
-
-
-def _family_at(family, initial):
-    """The accuracy benchmark's `family`, its variables at `initial` =
-    `(loc, diag, u, v)` of Pathfinder Gaussians (`[batch] + ...`)."""
-    loc, diag, u, v = initial
-    scale = low_rank.diag_plus_low_rank(diag, u, v)
-    if family == "mean-field":
-        sd = tf.sqrt(low_rank.marginal_variance(scale))
-        return tfd.Independent(
-            tfd.Normal(
-                tf.Variable(loc, name="loc"),
-                tfp.util.TransformedVariable(sd, tfb.Softplus(), name="scale"),
-            ),
-            1,
-        )
-    covariance = scale.matmul(scale.to_dense(), adjoint_arg=True)
-    return tfd.MultivariateNormalTriL(
-        tf.Variable(loc, name="loc"),
-        tfp.util.TransformedVariable(
-            tf.linalg.cholesky(covariance), tfb.FillScaleTriL(), name="scale_tril"
-        ),
-    )
-
-
-def _initial_from(runs, rank):
-    """Stacked `(loc, diag, u, v)` of the one-path Gaussians, the low-rank
-    factor padded (zeros in U, small random columns in V) to `rank`."""
-    parts = []
-    for run in runs:
-        q = run["result"].distribution
-        u, v = q.scale.u, q.scale.v
-        extra = rank - u.shape[-1]
-        if extra > 0:
-            u = tf.pad(u, [[0, 0], [0, extra]])
-            noise = tf.random.stateless_normal([v.shape[0], extra], (3, 4))
-            v = tf.concat([v, noise / np.sqrt(v.shape[0])], axis=-1)
-        parts.append((q.loc, q.scale.base_operator.diag, u[:, :rank], v[:, :rank]))
-    return tuple(tf.stack(p) for p in zip(*parts, strict=True))
+    return lambda: accuracy_pathfinder.family_at(family, initial)
 
 
 # ---------------------------------------------------------------- the rows
 
 
-def _steps_to_reach(trace, level, sd_trace, sd_level):
-    """Per replicate, the first step (1-based) whose standardized mean error
-    and sd log-ratio are both at most the levels, or None. Both: on a target
-    whose posterior mean is the start's (IllConditionedGaussian: mean 0, loc
-    0), the mean error alone is reached at step 1 and says nothing."""
-    reached = (trace <= level) & (sd_trace <= sd_level)
-    return [int(np.argmax(col)) + 1 if col.any() else None for col in reached.T]
+def _reach(mean_error, sd_ratio, levels):
+    """Median over replicates of the first step at which both errors are at
+    most `levels` (`accuracy_pathfinder.steps_to_reach`), or None."""
+    return _median_or_none(
+        accuracy_pathfinder.steps_to_reach(mean_error, sd_ratio, *levels)
+    )
 
 
 def _median_or_none(values):
@@ -356,22 +184,16 @@ def advi_rows(target, pathfinder, settings, seed):
             mean_error, sd_ratio, seconds = fit_trace(
                 target, make(), library, settings, seed
             )
-            ms = step_ms(target, make, library, settings, seed)
+            ms = step_ms(target, make, library, settings)
             rows.append(
                 _advi_row(
                     family, library, "scratch", mean_error, sd_ratio, ms, settings
                 )
                 | dict(
                     fit_seconds=seconds,
-                    steps_to_pathfinder=_median_or_none(
-                        _steps_to_reach(
-                            mean_error, levels[1][0], sd_ratio, levels[1][1]
-                        )
-                    ),
-                    steps_to_pathfinder_multi=_median_or_none(
-                        _steps_to_reach(
-                            mean_error, levels["multi"][0], sd_ratio, levels["multi"][1]
-                        )
+                    steps_to_pathfinder=_reach(mean_error, sd_ratio, levels[1]),
+                    steps_to_pathfinder_multi=_reach(
+                        mean_error, sd_ratio, levels["multi"]
                     ),
                 )
             )
@@ -415,21 +237,18 @@ def _advi_row(family, library, start, mean_error, sd_ratio, ms, settings):
 def _continued(target, family, pathfinder, scratch, settings, seed):
     """Ours from the one-path Gaussians; steps to the reference (a fit from
     scratch of the same family) to reach its final errors, and this fit's."""
-    initial = _initial_from(pathfinder[1], min(target.dim, RANK))
+    initial = accuracy_pathfinder.initial_from(pathfinder[1], min(target.dim, RANK))
     make = _make(target, family, settings, seed, initial)
     mean_error, sd_ratio, _ = fit_trace(target, make(), "ours", settings, seed)
-    ms = step_ms(target, make, "ours", settings, seed)
+    ms = step_ms(target, make, "ours", settings)
     level, sd_level = scratch["mean_error"], scratch["sd_log_ratio"]
-    scratch_steps = _median_or_none(
-        _steps_to_reach(
-            np.array(scratch["trace"])[:, None],
-            level,
-            np.array(scratch["sd_trace"])[:, None],
-            sd_level,
-        )
+    scratch_steps = _reach(
+        np.array(scratch["trace"])[:, None],
+        np.array(scratch["sd_trace"])[:, None],
+        (level, sd_level),
     )
     row = _advi_row(family, "ours", "pathfinder", mean_error, sd_ratio, ms, settings)
-    steps = _median_or_none(_steps_to_reach(mean_error, level, sd_ratio, sd_level))
+    steps = _reach(mean_error, sd_ratio, (level, sd_level))
     return row | dict(
         steps_to_scratch_final=steps,
         scratch_steps=scratch_steps,
@@ -448,24 +267,6 @@ def _line(target, row):
     )
 
 
-def _pathfinder_summary(runs):
-    keys = (
-        "mean_error",
-        "sd_log_ratio",
-        "khat",
-        "gradient_evaluations",
-        "density_evaluations",
-        "seconds",
-        "compile_seconds",
-        "failed",
-    )
-    summary = {k: float(np.median([r[k] for r in runs])) for k in keys}
-    if runs[0]["ess"] is not None:
-        summary["ess"] = float(np.median([r["ess"] for r in runs]))
-    summary["iterations"] = [r["iterations"] for r in runs]
-    return summary
-
-
 def target_rows(name, settings, num_paths):
     try:
         target = accuracy_targets.load_target(name)
@@ -478,15 +279,15 @@ def target_rows(name, settings, num_paths):
         "multi": pathfinder_runs(target, num_paths, settings.accuracy_seeds),
     }
     for key, runs in pathfinder.items():
-        s = _pathfinder_summary(runs)
+        s = accuracy_pathfinder.summary(runs)
         print(f"{name} Pathfinder {key}: {s}", flush=True)
     rows = advi_rows(target, pathfinder, settings, seed)
     return dict(
         target=name,
         dim=target.dim,
         truth_noise=target.truth_noise(),
-        pathfinder_1=_pathfinder_summary(pathfinder[1]),
-        pathfinder_multi=_pathfinder_summary(pathfinder["multi"]),
+        pathfinder_1=accuracy_pathfinder.summary(pathfinder[1]),
+        pathfinder_multi=accuracy_pathfinder.summary(pathfinder["multi"]),
         advi=rows,
     )
 

@@ -88,13 +88,24 @@ def render_only(paths, out):
     measured again after a fix)."""
     runs = [json.loads(pathlib.Path(path).read_text()) for path in paths]
     first = runs[0]["result"]
-    targets, rows = {}, {}
+    targets, rows, pathfinder = {}, {}, {}
     for run in runs:  # a later run's row replaces an earlier one's
         targets.update({t["name"]: t for t in run["result"]["targets"]})
         rows.update(
             {(r["target"], r["family"], r["arm"]): r for r in run["result"]["rows"]}
         )
-    merged = dict(first, targets=list(targets.values()), rows=list(rows.values()))
+        pathfinder.update(
+            {
+                (r["kind"], r["target"], r.get("paths"), r.get("family")): r
+                for r in run["result"].get("pathfinder", ())
+            }
+        )
+    merged = dict(
+        first,
+        targets=list(targets.values()),
+        rows=list(rows.values()),
+        pathfinder=list(pathfinder.values()),
+    )
     result = accuracy.AccuracyResult(**merged)
     commands = " && ".join(run["meta"]["command"] for run in runs)
     seconds = sum(run["meta"].get("seconds", 0.0) for run in runs)

@@ -34,7 +34,11 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from tfp_vi_estimators.report import accuracy_fits, accuracy_targets
+from tfp_vi_estimators.report import (
+    accuracy_fits,
+    accuracy_pathfinder,
+    accuracy_targets,
+)
 from tfp_vi_estimators.report.accuracy_tables import plot, render, summarize
 from tfp_vi_estimators.report.progress import Progress, silent
 from tfp_vi_estimators.report.section import Section
@@ -64,6 +68,9 @@ class AccuracyResult:
         (median standardized standard error of the ground truth, None if gym
         gives none) or `error` (why it did not load).
       rows: one dict per target, family and arm (see `family_rows`).
+      pathfinder: Pathfinder's rows of every target, and those of fits
+        started from it (`accuracy_pathfinder.pathfinder_rows`); empty in a
+        run saved before they existed.
     """
 
     steps: int
@@ -75,6 +82,7 @@ class AccuracyResult:
     skipped: str | None
     targets: tuple
     rows: tuple
+    pathfinder: tuple = ()
 
 
 def chosen_arms(settings):
@@ -120,28 +128,32 @@ def compute(settings, progress=silent, on_rows=None):
         progress(f"skipped: {error}")
         return AccuracyResult(**protocol, skipped=str(error), targets=(), rows=())
     names = settings.accuracy_targets or accuracy_targets.TARGET_NAMES
-    targets, rows = [], []
+    targets, rows, pathfinder = [], [], []
     for name in names:
         if len(names) > 1:
             progress(f"{name}: fitting in a child process")
-            target, target_rows_ = target_rows_in_child(name, settings)
+            target, target_rows_, pathfinder_ = target_rows_in_child(name, settings)
         else:
-            target, target_rows_ = target_rows(name, settings, progress)
+            target, target_rows_, pathfinder_ = target_rows(name, settings, progress)
         targets.append(target)
         rows += target_rows_
+        pathfinder += pathfinder_
+        result = AccuracyResult(
+            **protocol,
+            skipped=None,
+            targets=tuple(targets),
+            rows=tuple(rows),
+            pathfinder=tuple(pathfinder),
+        )
         if on_rows is not None:
-            on_rows(
-                AccuracyResult(
-                    **protocol, skipped=None, targets=tuple(targets), rows=tuple(rows)
-                )
-            )
-    return AccuracyResult(
-        **protocol, skipped=None, targets=tuple(targets), rows=tuple(rows)
-    )
+            on_rows(result)
+    return result
 
 
 def target_rows(name, settings, progress=silent):
-    """`(description, rows)` of the gym target `name`: every family and arm."""
+    """`(description, rows, pathfinder rows)` of the gym target `name`: every
+    family and arm, then Pathfinder beside them
+    (`accuracy_pathfinder.pathfinder_rows`)."""
     description = []
     target = _loaded(name, description, progress)
     rows = []
@@ -154,7 +166,10 @@ def target_rows(name, settings, progress=silent):
         rows += family_rows(
             target, family, chosen_arms(settings), settings, seed, progress
         )
-    return description[0], rows
+    if target is None:
+        return description[0], rows, []
+    pathfinder = accuracy_pathfinder.pathfinder_rows(target, rows, settings, progress)
+    return description[0], rows, pathfinder
 
 
 def target_rows_in_child(name, settings):

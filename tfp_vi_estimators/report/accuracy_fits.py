@@ -47,7 +47,17 @@ from tfp_vi_estimators.variational_loss import (
     monte_carlo_variational_loss,
 )
 
-__all__ = ["ARMS", "BASELINE", "Arm", "FitOutcome", "fit_arm", "step_times"]
+__all__ = [
+    "ARMS",
+    "BASELINE",
+    "Arm",
+    "FitOutcome",
+    "compiled_steps",
+    "fit_arm",
+    "fit_trace",
+    "run_seconds",
+    "step_times",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +175,7 @@ def fit_arm(target, family, arm, settings, seed, batched=True):
         return _one_by_one(target, family, arm, settings, seed, start, None)
     surrogate = make_surrogate(family, target.dim, settings.accuracy_seeds, seed)
     try:
-        trace = _fit(target, surrogate, arm, settings, seed)
+        trace = fit_trace(target, surrogate, arm, settings, seed)
     except NonFiniteLossError:
         return _one_by_one(target, family, arm, settings, seed, start, 1)
     diverged = _first_non_finite(trace)
@@ -178,8 +188,15 @@ def fit_arm(target, family, arm, settings, seed, batched=True):
     )
 
 
-def _fit(target, surrogate, arm, settings, seed):
-    """The trace of one fit: `{name: [steps] + batch}` for `_TRACED`."""
+def fit_trace(target, surrogate, arm, settings, seed):
+    """Fits `surrogate` with `arm`: `{name: [steps] + batch}` float64 arrays of
+    the loss, the standardized mean error and the sd log-ratio after each
+    step (`settings.accuracy_steps` Adam steps, its learning rate, XLA per
+    `accuracy_jit_compile`).
+
+    Raises:
+      NonFiniteLossError: from our fit, at the first non-finite step.
+    """
 
     def trace_fn(traced):
         mean_error, sd_log_ratio = accuracy_metrics.errors(surrogate, target)
@@ -242,7 +259,7 @@ def _one_by_one(target, family, arm, settings, seed, start, batch):
         replicate_seed = (seed[0] + 1000 * (replicate + 1), seed[1])
         surrogate = make_surrogate(family, target.dim, batch, replicate_seed)
         try:
-            trace = _fit(target, surrogate, arm, settings, replicate_seed)
+            trace = fit_trace(target, surrogate, arm, settings, replicate_seed)
         except NonFiniteLossError as error:
             columns.append(np.full((steps, 2), np.nan))
             diverged.append(error.step)
@@ -289,8 +306,8 @@ def step_times(target, family, arms, settings, seed):
     for arm in arms:
         try:
             run = _timed_steps(target, family, arm, settings, seed)
-            times[arm.label] = dict(compile_seconds=_seconds(run, 1, 0)[0])
-            cpu = _seconds(run, _CALIBRATION_STEPS, 0)[1] / _CALIBRATION_STEPS
+            times[arm.label] = dict(compile_seconds=run_seconds(run, 1, 0)[0])
+            cpu = run_seconds(run, _CALIBRATION_STEPS, 0)[1] / _CALIBRATION_STEPS
             length = settings.accuracy_timing_seconds / max(cpu, 1e-6)
             runs[arm.label] = (run, int(min(max(length, 1), _MAX_ROUND_STEPS)))
         except Exception as error:  # noqa: BLE001 - reported in the row
@@ -298,7 +315,7 @@ def step_times(target, family, arms, settings, seed):
     rounds = {label: [] for label in runs}
     for round_index in range(settings.accuracy_timing_rounds):
         for label, (run, length) in runs.items():
-            wall, cpu = _seconds(run, length, round_index + 1)
+            wall, cpu = run_seconds(run, length, round_index + 1)
             rounds[label].append((cpu / length, wall / length))
     for label, seconds in times.items():
         cpu, wall = (
@@ -313,16 +330,30 @@ _CALIBRATION_STEPS = 10
 _MAX_ROUND_STEPS = 5000
 
 
-def _seconds(run, num_steps, offset):
-    """`(wall, cpu)` seconds of `run` for `num_steps` steps (seeds from `offset`)."""
+def run_seconds(run, num_steps, offset):
+    """`(wall, cpu)` seconds of `run` (from `compiled_steps`) for `num_steps`
+    steps, its seed `[offset, 11]`."""
     wall, cpu = time.perf_counter(), time.process_time()
     run(tf.constant([offset, 11], tf.int32), tf.constant(num_steps)).numpy()
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _timed_steps(target, family, arm, settings, seed):
-    """A compiled `(seed, num_steps) -> steps done` of the arm's fit steps."""
+    """`compiled_steps` of a fresh surrogate of `family` (the fit's start)."""
     surrogate = make_surrogate(family, target.dim, settings.accuracy_seeds, seed)
+    return compiled_steps(target, surrogate, arm, settings)
+
+
+def compiled_steps(target, surrogate, arm, settings):
+    """A compiled `(seed, num_steps) -> steps done` of `arm`'s fit steps.
+
+    Each step is the fit's: the arm's loss on `target` (of every replicate of
+    `surrogate`'s batch, summed), its gradient and an Adam update
+    (`accuracy_learning_rate`), in one `tf.while_loop` whose length is an
+    argument, so one compilation (XLA per `accuracy_jit_compile`) serves
+    rounds of any length; time it with `run_seconds`. It trains
+    `surrogate`'s variables.
+    """
     options = arm.options(settings.accuracy_draws_per_step)
     loss_fn = monte_carlo_variational_loss
     if arm.library == "tfp.vi":

@@ -33,6 +33,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vi_estimators import low_rank
+
 tfd = tfp.distributions
 
 __all__ = [
@@ -70,7 +72,17 @@ def gaussian_marginals(surrogate):
     """`(m, s)`, each `batch_shape + [dim]`: the Normal marginals of a Gaussian
     surrogate (mean-field, `MultivariateNormalLinearOperator`, or a standard
     normal pushed through an affine bijector, as TFP's
-    `build_affine_surrogate_posterior` builds)."""
+    `build_affine_surrogate_posterior` builds). A scale `diag(a) + U V^T`
+    (Pathfinder's Gaussians, the low-rank family) gives its marginal
+    variances in `O(D r^2)` (`low_rank.marginal_variance`), never through a
+    dense `D x D` covariance, which is what TFP's `stddev` forms."""
+    scale = getattr(surrogate, "scale", None)
+    if (
+        isinstance(scale, tf.linalg.LinearOperatorLowRankUpdate)
+        and isinstance(scale.base_operator, tf.linalg.LinearOperatorDiag)
+        and scale.diag_update is None
+    ):
+        return surrogate.loc, tf.sqrt(low_rank.marginal_variance(scale))
     try:
         return surrogate.mean(), surrogate.stddev()
     except NotImplementedError:  # TFP has no stddev through a joint bijector

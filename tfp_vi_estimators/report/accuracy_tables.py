@@ -18,6 +18,10 @@ import numpy as np
 
 from tfp_vi_estimators.report import figures
 from tfp_vi_estimators.report.accuracy_fits import BASELINE
+from tfp_vi_estimators.report.accuracy_pathfinder_tables import (
+    render_pathfinder,
+    summarize_pathfinder,
+)
 from tfp_vi_estimators.report.formatting import fmt, markdown_table
 
 __all__ = [
@@ -239,6 +243,7 @@ def render(result):
     parts += _equal_steps_parts(rows, arms, result.steps)
     parts += _equal_time_parts(rows, arms, result.steps)
     parts += _notes(rows)
+    parts += render_pathfinder(result)
     return "\n".join(parts)
 
 
@@ -347,7 +352,7 @@ def summarize(result):
             f"{len(lost)} arm-target-family cells of "
             f"{sum(len(a) - 1 for a in groups.values())} (equal steps)",
         ),
-    ]
+    ] + summarize_pathfinder(result)
 
 
 def plot(result, path):

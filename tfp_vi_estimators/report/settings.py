@@ -89,6 +89,11 @@ class Settings:
     accuracy_checkpoints: int = 16
     accuracy_timing_seconds: float = 0.5
     accuracy_timing_rounds: int = 5
+    # Pathfinder beside the arms (`report.accuracy_pathfinder`, issue 24):
+    # runs of each number of paths (empty: none), XLA or not, and a fit
+    # started from its Gaussian per family.
+    accuracy_pathfinder_paths: tuple = (1, 8)
+    accuracy_pathfinder_jit_compile: bool = True
     # Discrete latents (`report.discrete`, issue 23): the RELAX toy at each
     # theta, `discrete_toy_draws` gradients per estimator, RELAX's control
     # variate trained `discrete_relax_steps` Adam steps; the Bernoulli VAE
@@ -173,6 +178,10 @@ _SMALLER = {
     "accuracy_checkpoints": (12, 3),
     "accuracy_timing_seconds": (0.2, 0.01),
     "accuracy_timing_rounds": (3, 1),
+    # Without XLA Pathfinder compiles in about 2.5 s a program (EightSchools)
+    # against 10 s, and its runs take 0.05-0.3 s against 0.01-0.05 s.
+    "accuracy_pathfinder_paths": (_FULL, (1, 2)),
+    "accuracy_pathfinder_jit_compile": (False, False),
     # quick: the linear model, the arms of the papers' claims, one seed, a
     # few hundred steps (the early directions only), no XLA (for 300 steps
     # its compilations cost more than they save: 24 s of CPU against 41 s).
