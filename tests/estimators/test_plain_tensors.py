@@ -123,23 +123,30 @@ def test_mixture_sticking_the_landing_weights_components_by_live_weights():
     )
 
 
-def test_moving_average_baseline_creates_its_state_when_constructed():
+def test_moving_average_baseline_holds_no_state_and_reads_none_in_the_loss():
+    # The average is the estimator's state (initial_state / combine); the loss
+    # reads none of it: its baseline is 0, the value before the first step.
     estimator = estimators.ScoreFunction(baseline="moving_average")
-    assert estimator.baseline._average is not None
-    assert estimator.baseline._steps.numpy() == 0.0
-
-    @tf.function
-    def traced():
-        return estimator.per_draw_loss(
-            LogDensities(target=tf.constant(LOG_P), surrogate=tf.constant(LOG_Q)),
-            tve.kl_reverse,
-        )
-
-    average = estimator.baseline._average
-    traced()
-    traced()
-    assert estimator.baseline._steps.numpy() == 2.0
-    assert estimator.baseline._average is average  # no variable made while tracing
-    np.testing.assert_allclose(
-        average.numpy(), 0.1 * (-_reference(LOG_P, LOG_Q)[0]).mean() * 1.9, rtol=1e-6
+    assert estimator.carries_state
+    densities = LogDensities(target=tf.constant(LOG_P), surrogate=tf.constant(LOG_Q))
+    with tf.GradientTape() as tape:
+        tape.watch(densities.surrogate)
+        loss = estimator.per_draw_loss(densities, tve.kl_reverse)
+    plain = estimators.ScoreFunction()
+    with tf.GradientTape() as tape_plain:
+        tape_plain.watch(densities.surrogate)
+        loss_plain = plain.per_draw_loss(densities, tve.kl_reverse)
+    np.testing.assert_array_equal(loss, loss_plain)
+    np.testing.assert_array_equal(
+        tape.gradient(loss, densities.surrogate),
+        tape_plain.gradient(loss_plain, densities.surrogate),
     )
+    state = estimator.initial_state([])
+    assert float(estimator.baseline.value(state)) == 0.0
+    for step, mean in enumerate([2.0, 4.0]):
+        _, state = estimator.combine(
+            {"gradients": [], "score": [], "mean": tf.constant(mean)}, state
+        )
+        assert float(state["steps"]) == step + 1
+    # m = 0.1 * 2 = 0.2, then 0.9 * 0.2 + 0.1 * 4 = 0.58; b = m / (1 - 0.9^2).
+    np.testing.assert_allclose(estimator.baseline.value(state), 0.58 / 0.19)

@@ -46,6 +46,18 @@ three surrogates (`_moved`: full-rank Gaussian, affine flow, MAF) therefore
 also get the tolerance measured for that change, against the previous route
 in eager and graph mode: at most 1.7e-6 absolute (and 1.5e-5 relative on
 components of size 1e-2 and less), hence `atol = rtol = 1e-5`.
+
+One change of meaning is deliberate (issue 22, goal 3): the moving-average
+baseline's average is the estimator's state, carried by training steps, so
+its cases run two steps of `value_and_gradients` instead of two plain
+evaluations (`cases.py`); where the loss has one batch member this gives the
+recorded values. The average is now one number over the draws and the batch
+members (it had one entry per batch member, which a step whose state is data
+of a fixed shape cannot hold, and which would have needed a Jacobian over the
+batch), so for the two surrogates with a batch of two (`_baseline_moved`) the
+second step's baseline differs: their loss is still compared, their
+gradients are checked in `tests/estimators/test_baselines.py`
+(`test_moving_average_step_is_a_fixed_baseline_of_the_earlier_average`).
 """
 
 import json
@@ -68,11 +80,17 @@ MOVED_SURROGATES = ("full_rank", "flow", "maf")
 MOVED_TOLERANCE = dict(atol=1e-5, rtol=1e-5)
 ULPS_PER_PARTICLE = 16
 EPS32 = np.finfo(np.float32).eps
+BATCHED_SURROGATES = ("batched", "straight_through")
 
 
 def _moved(name):
     estimator, surrogate = name.split("-")[:2]
     return estimator in MOVED_ESTIMATORS and surrogate in MOVED_SURROGATES
+
+
+def _baseline_moved(name):
+    estimator, surrogate = name.split("-")[:2]
+    return estimator == "sf_moving_average" and surrogate in BATCHED_SURROGATES
 
 
 def _particles(name):
@@ -118,6 +136,8 @@ def _check(mode, name):
     want = [decode(e) for e in expected]
     _assert_matches(name, loss, want[0])
     assert len(grads) == len(want) - 1
+    if _baseline_moved(name):
+        return
     for got, w in zip(grads, want[1:], strict=True):
         _assert_matches(name, got, w)
 

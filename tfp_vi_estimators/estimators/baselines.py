@@ -23,8 +23,11 @@ callable:        b   = baseline(),  trained to minimize E[(f - b)^2]
 
 import tensorflow as tf
 
+from tfp_vi_estimators.estimators.base import GradientEstimator
+
 __all__ = [
     "Baseline",
+    "BaselinedEstimator",
     "CallableBaseline",
     "LeaveOneOut",
     "MovingAverage",
@@ -39,9 +42,12 @@ class Baseline:
 
     Attributes:
       min_sample_size: smallest `sample_size` the baseline works with.
+      carries_state: whether the baseline learns from step to step, in the
+        estimator's state (`MovingAverage`).
     """
 
     min_sample_size = 1
+    carries_state = False
 
     def __call__(self, f):
         """The baseline `b`, broadcast to `f`'s shape `[S] + batch_shape`."""
@@ -85,37 +91,38 @@ class LeaveOneOut(Baseline):
 class MovingAverage(Baseline):
     """Bias-corrected exponential moving average of earlier steps' mean loss.
 
-    The state lives in two variables created with the object (never inside a
-    traced loss): the average, one entry per batch member (its shape is set
-    by the first update), and the number of updates. They are kept in
-    float64 and read in the loss's dtype, which is exact for float32 and
-    float64 losses alike. Reuse the object across steps.
+    The average is the estimator's state, carried from one training step to
+    the next by `initial_state` / `combine` (module docstring of
+    `BaselinedEstimator`); the object holds none. A loss evaluation reads and
+    writes nothing: in the loss the baseline is `0`, its value at the first
+    step, and a training step subtracts `b * grad sum_s W_s score_s` from the
+    gradient (the score term is linear in `b`). The average is one number, the
+    mean of `f` over the draws and the batch members, kept in float64.
     """
+
+    carries_state = True
 
     def __init__(self, decay):
         self.decay = decay
-        with tf.init_scope():
-            self._average = tf.Variable(
-                tf.zeros([], tf.float64),
-                trainable=False,
-                shape=tf.TensorShape(None),
-                name="baseline_average",
-            )
-            self._steps = tf.Variable(
-                0.0, dtype=tf.float64, trainable=False, name="baseline_steps"
-            )
 
     def __call__(self, f):
-        f = tf.stop_gradient(f)
-        decay = tf.cast(self.decay, f.dtype)
-        average = tf.cast(self._average.read_value(), f.dtype)
-        correction = 1.0 - decay ** tf.cast(self._steps.read_value(), f.dtype)
-        baseline = tf.math.divide_no_nan(average, correction)
-        with tf.control_dependencies([baseline]):
-            updated = decay * average + (1.0 - decay) * tf.reduce_mean(f, 0)
-            self._average.assign(tf.cast(updated, tf.float64))
-            self._steps.assign_add(1.0)
-        return tf.broadcast_to(baseline, tf.shape(f))
+        return tf.zeros_like(f)  # the baseline enters in `combine`
+
+    def initial_state(self):
+        """`{'average': 0, 'steps': 0}` (float64 scalars)."""
+        zero = tf.zeros([], tf.float64)
+        return {"average": zero, "steps": zero}
+
+    def value(self, state):
+        """`b = m_t / (1 - decay^t)` (`0` before the first step)."""
+        correction = 1.0 - self.decay ** state["steps"]
+        return tf.math.divide_no_nan(state["average"], correction)
+
+    def updated(self, state, mean_f):
+        """The state after a step whose draws' mean loss is `mean_f`."""
+        mean_f = tf.cast(mean_f, tf.float64)
+        average = self.decay * state["average"] + (1.0 - self.decay) * mean_f
+        return {"average": average, "steps": state["steps"] + 1.0}
 
     def __repr__(self):
         return f"'moving_average' (decay={self.decay})"
@@ -140,6 +147,82 @@ class CallableBaseline(Baseline):
 
     def __repr__(self):
         return repr(self.fn)
+
+
+class BaselinedEstimator(GradientEstimator):
+    """A score-function estimator whose baseline may learn across steps.
+
+    Subclasses set `baseline` (a `Baseline`) and `score_density`, the
+    `LogDensities` field whose sum over the K particles is the draw's score
+    `score_s`. With a baseline that carries no state this is a plain
+    `GradientEstimator`. With a `MovingAverage` the loss reads no state (its
+    baseline is `0` there) and the training step adds the baseline, using
+    that the score term is linear in `b`:
+
+    ```none
+    loss_s   = f_s + stop(f_s) score_s - stop(...)          (value f_s)
+    parts    = {gradients: d scalar / d theta,
+                score:     d/d theta sum_s W_s score_s,     W_s = d scalar / d loss_s
+                mean:      mean of f over the draws and batch members}
+    combine:   gradients - b_t score,    b_t = m_t / (1 - decay^t)
+               m_{t+1} = decay m_t + (1 - decay) mean,      t + 1
+    ```
+
+    `b_t` comes from earlier steps only, so every step's gradient stays
+    unbiased. The parts are linear in the draws (replicas average them).
+    Differentiated by a plain `tf.GradientTape`, the loss has no baseline and
+    the average stays at its initial value: the average moves only in a
+    training step (`training_step.value_and_gradients`, the fits, the Keras
+    models' `train_step`), never in an evaluation (`evaluate`, `test_step`,
+    the diagnostics).
+    """
+
+    score_density = "surrogate"
+
+    @property
+    def carries_state(self):
+        return self.baseline.carries_state
+
+    def initial_state(self, sources):
+        """The baseline's state (`()` for a baseline without one)."""
+        del sources
+        return self.baseline.initial_state() if self.carries_state else ()
+
+    def gradient_parts(self, tape, scalar, evaluation, sources):
+        """The loss's gradients, and for a stateful baseline its parts too."""
+        if not self.carries_state:
+            return tape.gradient(scalar, sources)
+        loss = evaluation.loss
+        *gradients, upstream = tape.gradient(scalar, [*sources, loss])
+        score = [None] * len(gradients)
+        if upstream is not None:
+            density = getattr(evaluation.log_densities, self.score_density)
+            num_draws = tf.cast(tf.shape(density)[0], density.dtype)
+            weights = tf.cast(upstream, density.dtype) / num_draws  # W_s
+            score = tape.gradient(
+                density,
+                sources,
+                output_gradients=tf.broadcast_to(weights, tf.shape(density)),
+            )
+        mean = tf.reduce_mean(tf.stop_gradient(loss))
+        return {"gradients": gradients, "score": list(score), "mean": mean}
+
+    def combine(self, parts, state):
+        """`gradients - b score` with `b` from `state`, and the state updated."""
+        if not self.carries_state:
+            return parts, state
+        b = self.baseline.value(state)
+        grads = [
+            g if g is None or v is None else _dense(g) - tf.cast(b, g.dtype) * _dense(v)
+            for g, v in zip(parts["gradients"], parts["score"], strict=True)
+        ]
+        return grads, self.baseline.updated(state, parts["mean"])
+
+
+def _dense(gradient):
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.convert_to_tensor(gradient)
+    return gradient
 
 
 def make_baseline(baseline, decay=0.9):

@@ -26,8 +26,12 @@ through the parts that cannot be differentiated and warns that the result
 
 import tensorflow as tf
 
-from tfp_vi_estimators.estimators.base import GradientEstimator, log_mean_exp
-from tfp_vi_estimators.estimators.baselines import make_baseline, score_term
+from tfp_vi_estimators.estimators.base import log_mean_exp
+from tfp_vi_estimators.estimators.baselines import (
+    BaselinedEstimator,
+    make_baseline,
+    score_term,
+)
 from tfp_vi_estimators.estimators.plan import (
     Density,
     Layout,
@@ -37,7 +41,7 @@ from tfp_vi_estimators.estimators.plan import (
 )
 
 
-class MixedReparameterization(GradientEstimator):
+class MixedReparameterization(BaselinedEstimator):
     """Pathwise gradients plus a baselined score term for discrete parts.
 
     Args:
@@ -45,6 +49,8 @@ class MixedReparameterization(GradientEstimator):
         leave-one-out baseline when `sample_size >= 2` and none otherwise.
       decay: decay of the `'moving_average'` baseline. Default value: `0.9`.
     """
+
+    score_density = "non_reparameterized"
 
     def __init__(self, baseline="auto", decay=0.9):
         self.baseline = make_baseline(baseline, decay)

@@ -23,8 +23,12 @@ baseline `b` that does not depend on the current draw (see `baselines`).
 
 import tensorflow as tf
 
-from tfp_vi_estimators.estimators.base import GradientEstimator, log_mean_exp
-from tfp_vi_estimators.estimators.baselines import make_baseline, score_term
+from tfp_vi_estimators.estimators.base import log_mean_exp
+from tfp_vi_estimators.estimators.baselines import (
+    BaselinedEstimator,
+    make_baseline,
+    score_term,
+)
 from tfp_vi_estimators.estimators.plan import (
     Density,
     Layout,
@@ -34,13 +38,14 @@ from tfp_vi_estimators.estimators.plan import (
 )
 
 
-class ScoreFunction(GradientEstimator):
+class ScoreFunction(BaselinedEstimator):
     """The score-function (REINFORCE) estimator, valid for every K.
 
     Args:
       baseline: None, `'leave_one_out'` (over the `sample_size` independent
-        draws; needs `sample_size >= 2`), `'moving_average'` (state in
-        variables this object owns: reuse the object across steps), or a
+        draws; needs `sample_size >= 2`), `'moving_average'` (an average of
+        earlier steps' losses, carried in the estimator's state by training
+        steps only: `baselines.BaselinedEstimator`), or a
         callable `baseline()` returning a tensor broadcastable to
         `[sample_size] + batch_shape` that does not depend on the current
         draw; its variables are trained to fit the loss when optimized along.
