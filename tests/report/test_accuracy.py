@@ -271,3 +271,9 @@ def test_several_targets_are_fitted_in_child_processes():
         ("Banana", "DOUBLY_REPARAMETERIZED"),
         ("Banana", "adaptive"),
     }
+    # Pathfinder's rows come back from the child process too.
+    assert [(r["target"], r["kind"], r.get("paths")) for r in result.pathfinder] == [
+        ("Banana", "pathfinder", 1),
+        ("Banana", "pathfinder", 2),
+        ("Banana", "continued", None),
+    ]
