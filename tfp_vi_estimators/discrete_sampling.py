@@ -42,10 +42,6 @@ import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal import discrete_couplings, relaxations
 from tfp_vi_estimators._internal.surrogates import as_distribution
-from tfp_vi_estimators.distributions.straight_through import (
-    RelaxedBernoulliStraightThrough,
-    RelaxedOneHotCategoricalStraightThrough,
-)
 from tfp_vi_estimators.estimators.plan import DiscreteFamily, DiscretePart
 
 tfd = tfp.distributions
@@ -56,17 +52,13 @@ _FAMILIES = (
     (tfd.Bernoulli, DiscreteFamily.BERNOULLI),
     (tfd.Categorical, DiscreteFamily.CATEGORICAL),
     (tfd.OneHotCategorical, DiscreteFamily.ONE_HOT_CATEGORICAL),
-    (RelaxedBernoulliStraightThrough, DiscreteFamily.STRAIGHT_THROUGH_BERNOULLI),
-    (
-        RelaxedOneHotCategoricalStraightThrough,
-        DiscreteFamily.STRAIGHT_THROUGH_ONE_HOT,
-    ),
 )
-_FAMILIES_ALL = tuple(family for _, family in _FAMILIES)
+_FAMILIES_ALL = tuple(DiscreteFamily)
 _STRAIGHT_THROUGH = (
     DiscreteFamily.STRAIGHT_THROUGH_BERNOULLI,
     DiscreteFamily.STRAIGHT_THROUGH_ONE_HOT,
 )
+_DECLARABLE = frozenset(family.value for family in _STRAIGHT_THROUGH)
 _INDEX_VALUED = (DiscreteFamily.CATEGORICAL,)
 _BERNOULLI_VALUED = (
     DiscreteFamily.BERNOULLI,
@@ -81,11 +73,19 @@ def _unwrapped(distribution):
 
 
 def family_of(distribution):
-    """The `DiscreteFamily` of a distribution (through `tfd.Independent`), or None."""
+    """The `DiscreteFamily` of a distribution (through `tfd.Independent`), or None.
+
+    TFP's discrete distributions are known by class; any other distribution
+    names its family itself with a `discrete_family` attribute holding a
+    `DiscreteFamily` value (the relaxed straight-through distributions do).
+    """
     inner = _unwrapped(distribution)
     for cls, family in _FAMILIES:
         if isinstance(inner, cls):
             return family
+    declared = getattr(inner, "discrete_family", None)
+    if isinstance(declared, str) and declared in _DECLARABLE:
+        return DiscreteFamily(declared)
     return None
 
 

@@ -18,8 +18,10 @@ Densities come back arranged `[S, K] + batch` (`[S, C] + batch` per component).
 surrogate is read from the sample's pre-image, which the sampler keeps while
 drawing the same samples as `tfp.vi` (`_internal/pre_image.py`: no forward
 triangular solve for affine maps, one `log_prob` differentiated in the samples
-only for other bijectors); other surrogates, and a stopped copy the user
-passed, go through `stopped_surrogate.stopped_log_prob_fn`. With
+only for other bijectors), and so is that of a distribution that draws
+through a pre-image of its own and offers the hook described there (the
+relaxed straight-through distributions); other surrogates, and a stopped
+copy the user passed, go through `stopped_surrogate.stopped_log_prob_fn`. With
 `sampling=QuasiMonteCarlo()` the base noise is a randomized Sobol' point set
 pushed through the surrogate's reparameterization
 (`_internal/quasi_monte_carlo.py`). A plan with `discrete` draws (antithetic
@@ -35,7 +37,6 @@ import tensorflow as tf
 from tfp_vi_estimators import discrete_sampling
 from tfp_vi_estimators._internal import pre_image, quasi_monte_carlo
 from tfp_vi_estimators._internal.reparameterization import reparameterized_parts
-from tfp_vi_estimators.distributions.straight_through import carry_pairing
 from tfp_vi_estimators.estimators import gradient_scale
 from tfp_vi_estimators.estimators.plan import (
     Density,
@@ -121,8 +122,11 @@ def draw(
     drawn, log_q, non_reparameterized, with_pre_image = _sample_by(
         plan, surrogate, stopped_surrogate, sample_shape, seed, sampling
     )
-    samples, scale_port = _keep_path_gradient(
-        plan, drawn, lambda: _port_spec(log_q, sample_size, importance_sample_size)
+    samples, with_pre_image, scale_port = _keep_path_gradient(
+        plan,
+        drawn,
+        with_pre_image,
+        lambda: _port_spec(log_q, sample_size, importance_sample_size),
     )
     computed = {
         Density.SURROGATE: lambda: log_q,
@@ -224,14 +228,14 @@ def _port_spec(log_q, sample_size, importance_sample_size):
     return tf.concat(shape, axis=0), log_q.dtype
 
 
-def _keep_path_gradient(plan, drawn, port_spec):
-    """The samples as the target sees them, and their scale port if any
-    (`PathGradient.SCALED`: every sample tensor's ports summed, so the
-    multiplier the estimator sends reaches each of them)."""
+def _keep_path_gradient(plan, drawn, with_pre_image, port_spec):
+    """The samples as the target sees them, the pre-image kept, and the scale
+    port if any (`PathGradient.SCALED`: every sample tensor's ports summed, so
+    the multiplier the estimator sends reaches each of them)."""
     if plan.path_gradient is PathGradient.LEAVES:
-        return tf.nest.map_structure(_leaf, drawn), None
+        return tf.nest.map_structure(tf.identity, drawn), with_pre_image, None
     if plan.path_gradient is not PathGradient.SCALED:
-        return drawn, None
+        return drawn, with_pre_image, None
     ports = []
     port_shape, port_dtype = port_spec()
 
@@ -240,22 +244,11 @@ def _keep_path_gradient(plan, drawn, port_spec):
         ports.append(port)
         return y
 
-    def scaled(x):
-        y = scalable(x)
-        # A straight-through sample keeps its relaxed pre-image (scaled the
-        # same way), so the stopped copy still scores the relaxed density.
-        carry_pairing(x, y, scalable)
-        return y
-
-    samples = tf.nest.map_structure(scaled, drawn)
-    return samples, tf.add_n(ports)
-
-
-def _leaf(x):
-    """`x` as a tensor of its own (`PathGradient.LEAVES`)."""
-    y = tf.identity(x)
-    carry_pairing(x, y, tf.identity)  # a straight-through sample's pre-image too
-    return y
+    samples = tf.nest.map_structure(scalable, drawn)
+    # A pre-image the stopped density is differentiated through (a relaxed
+    # straight-through sample's) is scaled the same way.
+    with_pre_image = pre_image.with_path_transform(with_pre_image, scalable)
+    return samples, with_pre_image, tf.add_n(ports)
 
 
 def _draw_discrete(plan, surrogate, sample_size, importance_sample_size, seed):

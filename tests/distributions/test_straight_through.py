@@ -40,6 +40,13 @@ def _bernoulli(dtype=np.float64, temperature=0.5):
     )
 
 
+def _pmf(ours):
+    """The law of the hard values, as TFP writes it."""
+    if ours.event_shape.rank:
+        return tfd.OneHotCategorical(logits=ours.logits, dtype=ours.dtype)
+    return tfd.Bernoulli(logits=ours.logits, dtype=ours.dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("temperature", [0.1, 1.0, 5.0])
 def test_samples_are_exactly_one_hot_and_match_relaxed_argmax(dtype, temperature):
@@ -84,25 +91,34 @@ def test_gradient_is_that_of_the_relaxed_sample(build, parameter):
 @pytest.mark.parametrize(
     "build", [_categorical, _bernoulli], ids=["categorical", "bernoulli"]
 )
-def test_log_prob_of_drawn_sample_is_relaxed_density_at_soft_value(build, mode):
+def test_sample_and_log_prob_is_relaxed_density_at_soft_value(build, mode):
+    # The relaxed density comes with the sample (experimental_sample_and_log_prob)
+    # or from its pre-image (the sampler's hook), under any instance's
+    # parameters; `log_prob` of the sample is the pmf (no pairing by identity).
     def compute():
         ours, relaxed = build()
-        sample = ours.sample(40, seed=(7, 8))
+        sample, log_prob = ours.experimental_sample_and_log_prob(40, seed=(7, 8))
         soft = relaxed.sample(40, seed=(7, 8))  # the same draw, by the same seed
         stopped = ours.copy(logits=tf.stop_gradient(ours.logits))
+        hooked, pre_image = ours.sample_with_pre_image(40, seed=(7, 8))
         return (
             sample,
             soft,
-            ours.log_prob(sample),
+            log_prob,
             relaxed.log_prob(soft),
-            stopped.log_prob(sample),
-            ours.experimental_sample_and_log_prob(40, seed=(7, 8))[1],
+            stopped.log_prob_of_pre_image(pre_image),
+            ours.log_prob(sample),
+            ours.sample(40, seed=(7, 8)),
+            hooked,
         )
 
     outputs = _run(compute, mode)
-    sample, soft, log_prob, expected, stopped_log_prob, joint_log_prob = (
+    sample, soft, log_prob, expected, stopped_log_prob, pmf_log_prob, *same = (
         np.asarray(output) for output in outputs
     )
+    np.testing.assert_allclose(pmf_log_prob, _pmf(build()[0]).log_prob(sample))
+    for other in same:
+        np.testing.assert_array_equal(other, sample)
     # Ours is computed from the pre-image (log / logit space); TFP's from the
     # rounded soft value. Compare where TFP's is finite (it can overflow when a
     # soft coordinate rounds to 0 or 1).
@@ -110,7 +126,6 @@ def test_log_prob_of_drawn_sample_is_relaxed_density_at_soft_value(build, mode):
     assert finite.mean() > 0.9
     np.testing.assert_allclose(log_prob[finite], expected[finite], rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(stopped_log_prob, log_prob, rtol=1e-12)
-    np.testing.assert_allclose(joint_log_prob, log_prob, rtol=1e-12)
     assert np.all(np.isfinite(log_prob))
     assert np.all((sample == 0) | (sample == 1))
     np.testing.assert_array_equal(
@@ -123,10 +138,7 @@ def test_log_prob_of_drawn_sample_is_relaxed_density_at_soft_value(build, mode):
 )
 def test_log_prob_of_other_values_is_the_pmf(build):
     ours, _ = build()
-    if ours.event_shape.rank:
-        pmf = tfd.OneHotCategorical(logits=ours.logits, dtype=ours.dtype)
-    else:
-        pmf = tfd.Bernoulli(logits=ours.logits, dtype=ours.dtype)
+    pmf = _pmf(ours)
     sample = ours.sample(10, seed=(1, 1))
     copied = tf.identity(sample)
     with tf.GradientTape() as tape:
@@ -144,9 +156,9 @@ def test_log_prob_gradient_flows_through_the_soft_value():
     logits = tf.Variable(LOGITS)
     with tf.GradientTape() as tape:
         q = RelaxedOneHotCategoricalStraightThrough(0.5, logits=logits)
-        sample = q.sample(8, seed=(2, 3))
+        _, pre_image = q.sample_with_pre_image(8, seed=(2, 3))
         stopped = q.copy(logits=tf.stop_gradient(tf.convert_to_tensor(logits)))
-        value = tf.reduce_sum(stopped.log_prob(sample))
+        value = tf.reduce_sum(stopped.log_prob_of_pre_image(pre_image))
     grad = tape.gradient(value, logits)
     # Parameters are stopped, so this gradient comes through the sample path.
     assert grad is not None and np.any(grad != 0)
@@ -292,10 +304,10 @@ def _straight_through_problem(cls, logits):
     ids=["categorical", "bernoulli"],
 )
 def test_doubly_reparameterized_scores_the_relaxed_density(cls, logits, mode):
-    # The estimator's gradient-scaling identity must keep the sample paired
-    # with its relaxed pre-image: the one-target-evaluation gradient then
-    # equals the two-evaluation DReG formula written with the relaxed density
-    # (docs/estimators.md, DOUBLY_REPARAMETERIZED), on the same draws.
+    # The estimator's gradient scaling must reach the relaxed pre-image the
+    # sampler keeps (the pre-image hook): the one-target-evaluation gradient
+    # then equals the two-evaluation DReG formula written with the relaxed
+    # density (docs/estimators.md, DOUBLY_REPARAMETERIZED), on the same draws.
     importance_sample_size, seed = 3, (4, 9)
     q, target, variables = _straight_through_problem(cls, logits)
 
@@ -311,11 +323,13 @@ def test_doubly_reparameterized_scores_the_relaxed_density(cls, logits, mode):
 
     def reference():
         sample_seed, _ = tfp.random.split_seed(seed, 2)
-        z, _ = q.experimental_sample_and_log_prob(
+        z, pre_image = q.sample_with_pre_image(
             [importance_sample_size], seed=sample_seed
         )
         stopped_q = q.copy(logits=tf.stop_gradient(q.logits))
-        log_w = target(z, tf.stop_gradient(variables[1])) - stopped_q.log_prob(z)
+        log_w = target(
+            z, tf.stop_gradient(variables[1])
+        ) - stopped_q.log_prob_of_pre_image(pre_image)
         log_mean = tf.reduce_logsumexp(log_w, axis=0) - np.log(importance_sample_size)
         f1, f2 = tfp_vi_estimators.csiszar.discrepancy_derivatives(
             tfp_vi_estimators.kl_forward, log_mean

@@ -46,6 +46,21 @@ other part. When some part depends on its parents, its stopped density must
 pass gradient to the parents' samples too, which a per-part route cannot give;
 the whole surrogate's stopped copy is used (`stopped_log_prob_fn`).
 
+A distribution may also draw through a pre-image of its own (the relaxed
+straight-through distributions: a hard sample rounded from a relaxed one).
+It says so by providing the hook
+
+```none
+sample_with_pre_image(sample_shape, seed) -> (samples, pre_image)
+log_prob_of_pre_image(pre_image)          -> log q at the samples drawn from it,
+                                             under that instance's parameters
+```
+
+and `log q_{stop(phi)}` is then `log_prob_of_pre_image` of a copy with
+stopped parameters, its gradient flowing through the pre-image (which a
+path transform of the samples, such as the doubly reparameterized
+estimator's gradient scaling, must reach too: `with_path_transform`).
+
 Other surrogates have no pre-image here; the sampler falls back to
 `stopped_surrogate.stopped_log_prob_fn`.
 """
@@ -57,6 +72,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators._internal import joint_parts
+from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
 from tfp_vi_estimators._internal.surrogates import as_distribution
 from tfp_vi_estimators._internal.tfp_internals import TransformedDistributionBase
 
@@ -72,6 +88,7 @@ __all__ = [
     "push_forward_with_pre_image",
     "samples_generically",
     "stopped_log_prob_from_pre_image",
+    "with_path_transform",
 ]
 
 _AFFINE_DIAGONAL = (tfb.Scale, tfb.ScaleMatvecDiag)
@@ -157,6 +174,14 @@ def _joint_has_pre_image(q):
     )
 
 
+def has_own_pre_image(distribution) -> bool:
+    """Whether `distribution` provides the pre-image hook (module docstring)."""
+    return all(
+        callable(getattr(distribution, method, None))
+        for method in ("sample_with_pre_image", "log_prob_of_pre_image")
+    )
+
+
 def has_pre_image(surrogate) -> bool:
     """Whether `sample_with_pre_image` serves `surrogate` with TFP's own samples.
 
@@ -165,11 +190,12 @@ def has_pre_image(surrogate) -> bool:
     method and has an injective bijector: with a joint base, of static
     shapes; else with a base of the same (static) batch and event shapes. Or
     a `JointDistribution` (not run under `tf.vectorized_map`) with such a part.
+    Or a distribution with the pre-image hook (`has_own_pre_image`).
     """
     q = as_distribution(surrogate)
     if joint_parts.is_joint(q):
         return _joint_has_pre_image(q)
-    return _transformed_has_pre_image(q)
+    return has_own_pre_image(q) or _transformed_has_pre_image(q)
 
 
 def _event_ndims(q):
@@ -224,6 +250,9 @@ def sample_with_pre_image(surrogate, sample_shape, seed):
         return joint_pre_image(
             q, joint_parts.run_model(q, _draw_part, sample_shape, seed)
         )
+    if has_own_pre_image(q):
+        samples, pre_image = q.sample_with_pre_image(sample_shape, seed=seed)
+        return PreImageSample(samples, pre_image, q.log_prob_of_pre_image(pre_image), q)
     pre_image, base_log_prob = q.distribution.experimental_sample_and_log_prob(
         sample_shape, seed=seed
     )
@@ -328,6 +357,38 @@ def _joint_stopped_log_prob(drawn, samples, stopped_log_prob_fn):
     return joint_parts.total_log_prob(drawn.surrogate, part_log_probs)
 
 
+def with_path_transform(drawn, transform):
+    """`drawn` with `transform` (an identity in value) applied to the pre-images
+    that carry a path gradient: those of distributions with their own hook.
+
+    A bijector's pre-image is read stopped, so it is left alone.
+    """
+    if isinstance(drawn, JointPreImage):
+        parts = tuple(
+            with_path_transform(part, transform)
+            if isinstance(part, PreImageSample)
+            else part
+            for part in drawn.parts
+        )
+        return dataclasses.replace(drawn, parts=parts)
+    if drawn is None or not has_own_pre_image(drawn.surrogate):
+        return drawn
+    return dataclasses.replace(drawn, pre_image=transform(drawn.pre_image))
+
+
+def _own_stopped_log_prob(drawn):
+    """`log_prob_of_pre_image` with stopped parameters: a stopped copy's, or
+    (parameters that cannot be copied) the parameter gradients cancelled."""
+    try:
+        stopped = map_tensor_parameters(drawn.surrogate, tf.stop_gradient)
+    except CannotCopy:
+        score = drawn.surrogate.log_prob_of_pre_image
+        live = score(drawn.pre_image)
+        params_only = score(tf.stop_gradient(drawn.pre_image))
+        return live - (params_only - tf.stop_gradient(params_only))
+    return stopped.log_prob_of_pre_image(drawn.pre_image)
+
+
 def stopped_log_prob_from_pre_image(drawn, samples, stopped_log_prob_fn=None):
     """`log q_{stop(phi)}(samples)` whose gradient reaches `samples` only.
 
@@ -349,9 +410,14 @@ def stopped_log_prob_from_pre_image(drawn, samples, stopped_log_prob_fn=None):
       autoregressive flow its one-pass direction) and the backward pass is its
       vector-Jacobian product in the samples only, never in the parameters.
       For a joint surrogate of independent parts, the sum of the parts'.
+      For a distribution with its own pre-image hook, `log_prob_of_pre_image`
+      of a copy with stopped parameters at `drawn.pre_image` (the gradient
+      flows through the pre-image, not `samples`).
     """
     if isinstance(drawn, JointPreImage):
         return _joint_stopped_log_prob(drawn, samples, stopped_log_prob_fn)
+    if has_own_pre_image(drawn.surrogate):
+        return _own_stopped_log_prob(drawn)
     base_is_joint = tf.nest.is_nested(drawn.surrogate.distribution.dtype)
     if not base_is_joint and _is_affine(drawn.surrogate.bijector):
         return _affine_stopped_log_prob(drawn, samples)

@@ -6,7 +6,6 @@ of the relaxed (Concrete / Gumbel-softmax) sample in the backward pass.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import tensorflow as tf
@@ -22,35 +21,29 @@ tfd = tfp.distributions
 __all__ = [
     "RelaxedBernoulliStraightThrough",
     "RelaxedOneHotCategoricalStraightThrough",
-    "carry_pairing",
 ]
 
 _PAIRING_DOC = """
     #### `log_prob` and the soft value behind a hard sample
 
-    `sample()` remembers, for each tensor it returns, the relaxed sample
-    behind it (in log / logit space), in a registry keyed by the identity of
-    the returned tensor and held by a weak reference, the way TFP bijectors
-    cache their inverses. `log_prob(x)` of a tensor this class drew, by this
-    instance or by any other instance of the class (for example the copy
-    with stopped parameters that doubly-reparameterized estimators build),
-    is the relaxed density at the soft value, under the scoring instance's own
-    parameters, computed in log / logit space (stable where the density at
-    the rounded soft value would overflow). The gradient flows through the
-    soft value as well as the parameters. This is Python bookkeeping at trace
-    time, so it holds in eager mode, inside one `tf.function` graph and under
-    XLA (`jit_compile=True`) alike, and costs no ops.
+    `log_prob(x)` is the discrete pmf of the hard values, `{pmf}`, the exact
+    law of the values `sample()` returns, for every `x`. It is written
+    linearly in the value, so a gradient with respect to the value exists
+    (straight-through style; `tfd.OneHotCategorical` would stop it). The
+    relaxed density is not used there because it is degenerate (infinite or
+    NaN) at the vertices where hard values live.
 
-    Any other value (a tensor built elsewhere, a sample passed through an op
-    such as `tf.identity`, a reshape or a `tf.function` boundary, or a
-    wrapper such as `tfd.Independent` that reshapes the sample; see
-    `carry_pairing` for identity-valued ops that should keep it) is scored
-    under the discrete pmf of the hard samples, `{pmf}`, which is the exact
-    law of the values `sample()` returns. It is written linearly in the
-    value, so a gradient with respect to the value exists (straight-through
-    style; `tfd.OneHotCategorical` would stop it). The relaxed density is not
-    used there because it is degenerate (infinite or NaN) at the vertices
-    where hard values live.
+    The relaxed density at the soft value behind a sample is returned with the
+    sample, never looked up from it: `experimental_sample_and_log_prob` (what
+    `tfp.vi` and the library's reparameterized losses call) returns it,
+    computed in log / logit space (stable where the density at the rounded
+    soft value would overflow), with the gradient flowing through the soft
+    value as well as the parameters. `sample_with_pre_image` returns the
+    samples with their pre-image (the relaxed sample in log / logit space),
+    and `log_prob_of_pre_image(pre_image)` scores a pre-image under any
+    instance's own parameters (the copy with stopped parameters that the
+    doubly reparameterized estimators read): the pre-image hook of the
+    library's sampler (`_internal/pre_image.py`).
 
     #### Bias
 
@@ -75,36 +68,11 @@ _REFERENCES = """
 """
 
 
-class _RelaxedPreimageRegistry:
-    """Maps a drawn sample, by tensor identity, to its relaxed pre-image.
-
-    Entries die with the sample tensor (weak reference), so eager samples do
-    not leak and symbolic ones live exactly as long as their graph.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[int, tuple[weakref.ref, tf.Tensor]] = {}
-
-    def register(self, sample: tf.Tensor, preimage: tf.Tensor) -> None:
-        key = id(sample)
-
-        def forget(_, key=key):
-            self._entries.pop(key, None)
-
-        self._entries[key] = (weakref.ref(sample, forget), preimage)
-
-    def lookup(self, value: Any) -> tf.Tensor | None:
-        entry = self._entries.get(id(value))
-        if entry is None or entry[0]() is not value:
-            return None
-        return entry[1]
-
-
 class _RelaxedStraightThrough(construction.FullyReparameterizedDistribution):
     """Shared machinery; subclasses say how to sample and score the pre-image."""
 
     _logits_event_ndims: int  # 1 for one-hot categorical, 0 for Bernoulli.
-    _registry: _RelaxedPreimageRegistry
+    discrete_family: str  # the hard values' family, for the discrete samplers
 
     def __init__(
         self,
@@ -236,23 +204,44 @@ class _RelaxedStraightThrough(construction.FullyReparameterizedDistribution):
         with self._name_and_control_scope(name or "probs_parameter"):
             return self._hard_distribution().probs_parameter()
 
-    def _call_sample_n(self, sample_shape, seed, **kwargs):
-        # Overridden instead of `_sample_n`, as TransformedDistribution does for
-        # its bijector cache: the tensor registered must be the one returned,
-        # and the base class reshapes whatever `_sample_n` returns.
+    def sample_with_pre_image(self, sample_shape=(), seed=None):
+        """Samples and their pre-image (the relaxed sample in log / logit space).
+
+        Args:
+          sample_shape: the shape of the samples drawn.
+          seed: PRNG seed; see `tfp.random.sanitize_seed`.
+
+        Returns:
+          `(samples, pre_image)`: the hard samples (with the relaxed sample's
+          gradient) and the pre-image they were rounded from, which
+          `log_prob_of_pre_image` scores.
+        """
+        with self._name_and_control_scope("sample_with_pre_image"):
+            return self._sample_with_pre_image(sample_shape, seed)
+
+    def log_prob_of_pre_image(self, pre_image):
+        """The relaxed log-density at the soft value of `pre_image`, under this
+        instance's parameters (differentiable in both)."""
+        with self._name_and_control_scope("log_prob_of_pre_image"):
+            return self._relaxed_log_prob_of_preimage(pre_image)
+
+    def _sample_with_pre_image(self, sample_shape, seed):
         preimage = self._preimage_distribution().sample(sample_shape, seed=seed)
         soft = self._soft_from_preimage(preimage)
         hard = tf.stop_gradient(self._hard_from_preimage(preimage))
         # Equals `hard` exactly in value (soft - soft is 0); its gradient is soft's.
-        sample = hard + (soft - tf.stop_gradient(soft))
-        self._registry.register(sample, preimage)
-        return sample
+        return hard + (soft - tf.stop_gradient(soft)), preimage
+
+    def _call_sample_n(self, sample_shape, seed, **kwargs):
+        # The pre-image distribution handles `sample_shape` itself.
+        return self._sample_with_pre_image(sample_shape, seed)[0]
+
+    def _sample_and_log_prob(self, sample_shape, seed, **kwargs):
+        sample, preimage = self._sample_with_pre_image(sample_shape, seed)
+        return sample, self._relaxed_log_prob_of_preimage(preimage)
 
     def _log_prob(self, x):
-        preimage = self._registry.lookup(x)
-        if preimage is None:
-            return self._pmf_log_prob(x)
-        return self._relaxed_log_prob_of_preimage(preimage)
+        return self._pmf_log_prob(x)
 
     def _mean(self):
         # Mean of the hard samples, whose law is the discrete pmf.
@@ -284,7 +273,9 @@ class RelaxedOneHotCategoricalStraightThrough(_RelaxedStraightThrough):
     y_k  = softmax((logits + g) / temperature)_k            (relaxed sample)
     h    = one_hot(argmax_k y_k)          ~ OneHotCategorical(logits)
     z    = h + y - stop_gradient(y)       (value h, gradient dy/dlogits)
-    log_prob(z) = log RelaxedOneHotCategorical(temperature, logits).prob(y)
+    log_q = log RelaxedOneHotCategorical(temperature, logits).prob(y)
+                 (with z, from experimental_sample_and_log_prob)
+    log_prob(x)  = the pmf of the hard values, for every x
     ```
 
     With the same `seed`, `y` is exactly
@@ -296,7 +287,7 @@ class RelaxedOneHotCategoricalStraightThrough(_RelaxedStraightThrough):
     """
 
     _logits_event_ndims = 1
-    _registry = _RelaxedPreimageRegistry()
+    discrete_family = "RelaxedOneHotCategoricalStraightThrough"
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
@@ -354,7 +345,9 @@ class RelaxedBernoulliStraightThrough(_RelaxedStraightThrough):
     y    = sigmoid(u)                     (relaxed sample, in (0, 1))
     h    = 1[u > 0]                       ~ Bernoulli(logits)
     z    = h + y - stop_gradient(y)       (value h, gradient dy/dlogits)
-    log_prob(z) = log RelaxedBernoulli(temperature, logits).prob(y)
+    log_q = log RelaxedBernoulli(temperature, logits).prob(y)
+                 (with z, from experimental_sample_and_log_prob)
+    log_prob(x)  = the pmf of the hard values, for every x
     ```
 
     With the same `seed`, `y` is exactly
@@ -364,7 +357,7 @@ class RelaxedBernoulliStraightThrough(_RelaxedStraightThrough):
     """
 
     _logits_event_ndims = 0
-    _registry = _RelaxedPreimageRegistry()
+    discrete_family = "RelaxedBernoulliStraightThrough"
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
@@ -412,27 +405,3 @@ for _cls, _pmf in (
 ):
     _cls.__doc__ += _PAIRING_DOC.format(pmf=_pmf) + _REFERENCES
 del _cls, _pmf
-
-
-def carry_pairing(sample, new_sample, transform):
-    """Pairs `new_sample` with `transform` of the pre-image behind `sample`.
-
-    For an op that returns its input's value unchanged but needs a new tensor,
-    such as the doubly reparameterized estimator's gradient-scaling identity:
-    `log_prob(new_sample)` is then the relaxed density at
-    `transform(pre-image)`, so applying the same op to the pre-image keeps the
-    gradient of the score on the op's path. A `sample` that was not drawn by
-    one of these classes is left alone.
-
-    Args:
-      sample: a tensor, possibly drawn by a straight-through distribution.
-      new_sample: the tensor derived from it, equal in value.
-      transform: callable applied to the pre-image (shaped like `sample`).
-    """
-    for cls in (
-        RelaxedBernoulliStraightThrough,
-        RelaxedOneHotCategoricalStraightThrough,
-    ):
-        preimage = cls._registry.lookup(sample)
-        if preimage is not None:
-            cls._registry.register(new_sample, transform(preimage))
