@@ -1,7 +1,8 @@
 """`fit_surrogate_posterior`: check the arguments once, then run the steps.
 
-Eagerly the steps run in `loop._FitLoop` (compiled chunks, with progress and
-checkpoints between them); inside a `tf.function`, in `tfp.math.minimize`.
+Eagerly the steps run in `loop.run_fit` (compiled chunks, with the progress
+line, checkpoints and the k-hat report as callbacks between them); inside a
+`tf.function`, in `tfp.math.minimize`.
 Either way each step evaluates `variational_loss.evaluate_loss` on the one
 `LossConfig` checked up front. Inside a `tf.distribute` scope the eager loop
 runs each step on every replica (`distributed.py`).
@@ -19,9 +20,14 @@ from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.estimator_choice import GradientEstimators
 from tfp_vi_estimators.fitting import distributed
 from tfp_vi_estimators.fitting.arguments import check_fit_arguments
+from tfp_vi_estimators.fitting.callbacks import (
+    CheckpointCallback,
+    KhatCallback,
+    ProgressCallback,
+)
 from tfp_vi_estimators.fitting.checkpoints import _fingerprint
-from tfp_vi_estimators.fitting.loop import _FitLoop
-from tfp_vi_estimators.fitting.progress import _isatty, _Progress
+from tfp_vi_estimators.fitting.loop import run_fit
+from tfp_vi_estimators.fitting.progress import _isatty
 from tfp_vi_estimators.minibatch import MinibatchTarget
 from tfp_vi_estimators.variational_loss import check_arguments, evaluate
 
@@ -238,20 +244,7 @@ def fit_surrogate_posterior(
     share = distributed.fit_strategy(loss, minibatch, tf.executing_eagerly())
     if not tf.executing_eagerly():
         return _fit_in_graph(loss, arguments, minibatch, psis_num_draws)
-    results = _fit_eagerly(loss, arguments, minibatch, share)
-    if psis_num_draws is not None and minibatch is None:
-        _report_khat(loss, psis_num_draws, seed, arguments.progress)
-    return results
-
-
-def _report_khat(loss, num_draws, seed, progress):
-    """k-hat of the fitted surrogate, on a seed stream apart from the fit's."""
-    psis_seed = tfp.random.split_seed(seed, n=2, salt="psis_report")[1]
-    _, message = psis.khat_report(
-        loss.target_log_prob_fn, loss.surrogate_posterior, num_draws, psis_seed
-    )
-    if _shows_progress(progress):
-        print(message, file=sys.stderr)
+    return _fit_eagerly(loss, arguments, minibatch, share, psis_num_draws)
 
 
 def _shows_progress(progress):
@@ -319,37 +312,39 @@ def _fit_in_graph(loss, arguments, minibatch=None, psis_num_draws=None):
     )
 
 
-def _fit_eagerly(loss, arguments, minibatch, share):
-    """Compiled chunks of steps, with progress and checkpoints in between.
+def _fit_eagerly(loss, arguments, minibatch, share, psis_num_draws):
+    """Compiled chunks of steps, with the callbacks in between (`loop.run_fit`).
 
     Under a strategy with several replicas each step evaluates one replica's
     `share` (`sample_size / R` draws, `b / R` examples) on every replica; the
     fingerprint keeps `loss` and `minibatch`.
     """
     progress = _shows_progress(arguments.progress)
+    callbacks = []
+    if progress:
+        callbacks.append(ProgressCallback(arguments.num_steps, sys.stderr))
+    if arguments.checkpoint_dir is not None:
+        callbacks.append(
+            CheckpointCallback(
+                arguments.checkpoint_dir,
+                arguments.checkpoint_every,
+                _fingerprint_of(loss, arguments, minibatch),
+            )
+        )
+    if psis_num_draws is not None:
+        callbacks.append(KhatCallback(loss, psis_num_draws, arguments.seed, progress))
     with tf.name_scope(arguments.name):
-        loop = _FitLoop(
+        return run_fit(
             _evaluate_fn(share.loss, share.minibatch),
-            arguments.optimizer,
-            arguments.num_steps,
-            arguments.convergence_criterion,
-            arguments.trace_fn,
-            arguments.trainable_variables,
-            bool(arguments.jit_compile),
-            arguments.seed,
+            loss.estimator,
+            arguments,
             max_chunk=_max_chunk(
                 arguments.num_steps, progress, arguments.checkpoint_every
             ),
+            callbacks=callbacks,
             dataset=None if minibatch is None else minibatch.repeated_dataset(),
             strategy=share.strategy,
             surrogate_variables=loss.surrogate_posterior.trainable_variables,
-            estimator=loss.estimator,
-        )
-        return loop.run(
-            progress=_Progress(arguments.num_steps, sys.stderr) if progress else None,
-            checkpoint_dir=arguments.checkpoint_dir,
-            checkpoint_every=arguments.checkpoint_every,
-            fingerprint=_fingerprint_of(loss, arguments, minibatch),
         )
 
 
