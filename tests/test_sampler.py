@@ -12,6 +12,7 @@ from tfp_vi_estimators._internal.quasi_monte_carlo import (
     QuasiMonteCarlo,
     randomized_sobol_normal,
 )
+from tfp_vi_estimators.estimators.gradient_scale import send_scale
 from tfp_vi_estimators.estimators.plan import Density, Layout, PathGradient
 
 tfd = tfp.distributions
@@ -151,3 +152,31 @@ def test_quasi_monte_carlo_draws_push_sobol_noise_through_the_surrogate():
     )
     again = sampler.draw(plan, q, None, 4, 2, SEED, sampling=QuasiMonteCarlo())
     np.testing.assert_array_equal(draw.samples, again.samples)
+
+
+def test_a_distribution_with_its_own_pre_image_is_scored_through_its_hook():
+    # The straight-through surrogate offers the pre-image hook; the sampler
+    # knows no distribution family, and the stopped density is the relaxed
+    # one at the kept pre-image (the pmf of the hard samples would be another).
+    from tfp_vi_estimators.distributions import RelaxedBernoulliStraightThrough
+
+    logits = tf.Variable([0.3, -0.8])
+    q = RelaxedBernoulliStraightThrough(0.5, logits=logits)
+    plan = estimators.DoublyReparameterized().plan
+    with tf.GradientTape(persistent=True) as tape:
+        draw = sampler.draw(plan, q, None, 2, 3, SEED)
+        stopped = draw.log_densities.stopped_parameters
+        port = draw.log_densities.scale_port
+        # The path gradient scaled by 1 (as drawn), by 3, and by 0.
+        scaled = [stopped + send_scale(port, c * tf.ones_like(port)) for c in (1, 3, 0)]
+    samples, pre_image = q.sample_with_pre_image([6], seed=SEED)
+    np.testing.assert_array_equal(draw.samples, samples)
+    relaxed = np.reshape(q.log_prob_of_pre_image(pre_image), [2, 3, 2])
+    np.testing.assert_array_equal(stopped, relaxed)
+    assert not np.allclose(stopped, np.reshape(q.log_prob(samples), [2, 3, 2]))
+    # Parameters stopped: the gradient comes through the pre-image's path,
+    # which the samples' gradient scaling reaches.
+    once, thrice, never = (tape.gradient(x, logits).numpy() for x in scaled)
+    assert np.all(once != 0)
+    np.testing.assert_allclose(thrice, 3 * once, rtol=1e-6)
+    np.testing.assert_array_equal(never, 0)
