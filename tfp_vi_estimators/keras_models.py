@@ -47,6 +47,7 @@ from tfp_vi_estimators.training_step import (
     StepState,
     TrainingStep,
     replica_seed,
+    unique_variables,
 )
 from tfp_vi_estimators.variational_loss import check_arguments, evaluate, evaluate_loss
 
@@ -73,7 +74,37 @@ def _check_keras():
 _check_keras()
 
 
-class VariationalModel(keras.Model):
+class _SeedStream:
+    """The model's step seeds: drawn from its `SeedGenerator`, saved with it.
+
+    A mixin of `VariationalModel`, which creates `self.seed_generator`.
+    """
+
+    def step_seed(self):
+        """This step's seed: the next from the `SeedGenerator`, per replica."""
+        # The generator's state is `[seed, step]` (int64 on TensorFlow); the
+        # cast keeps the low 32 bits, plenty for 2**31 steps.
+        return replica_seed(tf.cast(self.seed_generator.next(), tf.int32))
+
+    def save_own_variables(self, store):
+        """Saves the variables and the seed generator's state.
+
+        Keras saves a layer's seed generators with neither `save_weights` nor
+        `save`; this model saves its step seed's state so that a reloaded model
+        (or a job resumed by `BackupAndRestore`) continues the seed stream.
+        """
+        super().save_own_variables(store)
+        store[_SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        """Loads what `save_own_variables` saved (files without a seed state too)."""
+        keys = [k for k in store.keys() if k != _SEED_STATE_KEY]
+        super().load_own_variables({k: store[k] for k in keys})
+        if _SEED_STATE_KEY in store.keys():
+            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
+
+
+class VariationalModel(_SeedStream, keras.Model):
     """A Keras model trained by minimizing a Monte Carlo variational loss.
 
     Subclasses implement `variational_problem(data, training)`, returning the
@@ -184,8 +215,8 @@ class VariationalModel(keras.Model):
         (and the estimator resolved) here, once per traced step: in `fit` this
         runs when the step is traced, not at every step it executes.
         """
-        target_log_prob_fn, surrogate_posterior, stopped = self._problem_in_float32(
-            data, training
+        target_log_prob_fn, surrogate_posterior, stopped = _problem_in_float32(
+            self, data, training
         )
         return check_arguments(
             target_log_prob_fn,
@@ -198,26 +229,9 @@ class VariationalModel(keras.Model):
             sampling=self.sampling,
         )
 
-    def _problem_in_float32(self, data, training):
-        """`(target, surrogate, stopped surrogate)` for a batch, in float32."""
-        target_log_prob_fn, surrogate_posterior = self.variational_problem(
-            data, training=training
-        )
-        surrogate_posterior = _in_float32(surrogate_posterior, "surrogate_posterior")
-        stopped = self.stopped_surrogate_posterior(data, surrogate_posterior)
-        if stopped is not None:
-            stopped = _in_float32(stopped, "stopped_surrogate_posterior")
-        return _float32_log_prob(target_log_prob_fn), surrogate_posterior, stopped
-
-    def step_seed(self):
-        """This step's seed: the next from the `SeedGenerator`, per replica."""
-        # The generator's state is `[seed, step]` (int64 on TensorFlow); the
-        # cast keeps the low 32 bits, plenty for 2**31 steps.
-        return replica_seed(tf.cast(self.seed_generator.next(), tf.int32))
-
     def train_step(self, data):
         self._apply_one_step(data)
-        return self._logs()
+        return _logs(self.loss_tracker)
 
     def _apply_one_step(self, data):
         """One optimizer step on `data`; updates the loss metric.
@@ -232,55 +246,19 @@ class VariationalModel(keras.Model):
             ),
             self.optimizer,
             lambda: self.trainable_variables,  # the layers are built by the loss
-            scalar_fn=self._scaled_loss,
+            scalar_fn=lambda loss: _scaled_for_replicas(
+                self.optimizer, self.reduce_loss(loss)
+            ),
         )
         _, result = step(
             StepState((), (), self._estimator_state), self.step_seed(), data
         )
         self.loss_tracker.update_state(self.reduce_loss(result.loss))
 
-    def _scaled_loss(self, loss):
-        """The scalar differentiated: the reduced loss, scaled for the optimizer."""
-        loss = self.reduce_loss(loss)
-        # The optimizer sums gradients over replicas: scale so the sum is
-        # the mean of the per-replica gradients, as Keras' own losses do.
-        scaled = loss / tf.cast(
-            tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype
-        )
-        if hasattr(self.optimizer, "scale_loss"):
-            scaled = self.optimizer.scale_loss(scaled)
-        return scaled
-
     def test_step(self, data):
         loss = self.variational_loss(data, self.step_seed(), training=False)
         self.loss_tracker.update_state(loss)
-        return self._logs()
-
-    def save_own_variables(self, store):
-        """Saves the variables and the seed generator's state.
-
-        Keras saves a layer's seed generators with neither `save_weights` nor
-        `save`; this model saves its step seed's state so that a reloaded model
-        (or a job resumed by `BackupAndRestore`) continues the seed stream.
-        """
-        super().save_own_variables(store)
-        store[_SEED_STATE_KEY] = self.seed_generator.state
-
-    def load_own_variables(self, store):
-        """Loads what `save_own_variables` saved (files without a seed state too)."""
-        keys = [k for k in store.keys() if k != _SEED_STATE_KEY]
-        super().load_own_variables({k: store[k] for k in keys})
-        if _SEED_STATE_KEY in store.keys():
-            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
-
-    def _logs(self):
-        """The step's logs: the running mean of the loss."""
-        loss = self.loss_tracker.result()
-        if _is_multi_worker(tf.distribute.get_strategy()):
-            # Keras 3 reduces multi-worker logs with a mean along axis 0,
-            # which a scalar does not have: give it one (of length 1).
-            loss = tf.reshape(loss, [1])
-        return {"loss": loss}
+        return _logs(self.loss_tracker)
 
     @property
     def metrics(self):
@@ -354,7 +332,7 @@ class SurrogatePosteriorModel(VariationalModel):
         # optimizer's updates land in the distribution's own variables.
         self.variational_variables = [
             keras.Variable(v, name=_keras_name(v), trainable=True)
-            for v in _unique(trainable_variables)
+            for v in unique_variables(trainable_variables)
         ]
         self.built = True
 
@@ -365,13 +343,17 @@ class SurrogatePosteriorModel(VariationalModel):
         # The model is built at construction and builds nothing from data;
         # given the iterator, Keras 3 would reduce a first batch across
         # replicas, which fails under MultiWorkerMirroredStrategy when the
-        # batch is a structure such as `(features, labels)`.
+        # batch is a structure such as `(features, labels)` ("Attempt to
+        # convert a value ... PerReplica to a Tensor"). Still so in Keras
+        # 3.15.1: without this override the minibatch job of
+        # tests/test_keras_multi_worker.py fails. Keras offers no public way
+        # to skip that peek (it runs in `fit` before any hook).
         super()._maybe_symbolic_build(iterator=None, data_batch=data_batch)
 
     def _loss_config(self, data, training=False):
         """The `LossConfig` checked at construction, with the float32 problem."""
-        target_log_prob_fn, surrogate_posterior, stopped = self._problem_in_float32(
-            data, training
+        target_log_prob_fn, surrogate_posterior, stopped = _problem_in_float32(
+            self, data, training
         )
         return dataclasses.replace(
             self._checked_loss_config,
@@ -426,28 +408,9 @@ class SurrogatePosteriorModel(VariationalModel):
         if self.run_eagerly or not self._single_device:
             return self.train_function
         self.train_function = _data_free_or(
-            self, self.train_function, self._data_free_steps_function()
+            self, self.train_function, _data_free_steps_function(self)
         )
         return self.train_function
-
-    def _data_free_steps_function(self):
-        """A `tf.function` running `steps_per_execution` data-free steps."""
-        steps = int(self.steps_per_execution)
-        no_data = tf.zeros([1, 1])
-
-        def one_step(step):
-            self._apply_one_step(no_data)
-            return step + 1
-
-        @tf.function(jit_compile=self.jit_compile, autograph=False)
-        def run_steps():
-            if steps == 1:
-                self._apply_one_step(no_data)
-            else:
-                tf.while_loop(lambda step: step < steps, one_step, [tf.constant(0)])
-            return self._logs()
-
-        return run_steps
 
     def evaluate(self, x=None, y=None, **kwargs):
         """`keras.Model.evaluate`; without `x`, averages `steps` (default 1) losses."""
@@ -598,11 +561,56 @@ class ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
             super().on_train_end(logs)
 
 
+def _scaled_for_replicas(optimizer, loss):
+    """The scalar differentiated: the reduced loss, scaled for the optimizer.
+
+    The optimizer sums gradients over replicas: the loss is divided by their
+    number so the sum is the mean of the per-replica gradients, as Keras' own
+    losses do (and scaled by a mixed-precision `LossScaleOptimizer`).
+    """
+    scaled = loss / tf.cast(
+        tf.distribute.get_strategy().num_replicas_in_sync, loss.dtype
+    )
+    if hasattr(optimizer, "scale_loss"):
+        scaled = optimizer.scale_loss(scaled)
+    return scaled
+
+
+def _logs(loss_tracker):
+    """A step's logs: the running mean of the loss."""
+    loss = loss_tracker.result()
+    if _is_multi_worker(tf.distribute.get_strategy()):
+        # Keras 3 reduces multi-worker logs with a mean along axis 0, which a
+        # scalar does not have: give it one (of length 1).
+        loss = tf.reshape(loss, [1])
+    return {"loss": loss}
+
+
 def _is_multi_worker(strategy):
     """Whether `strategy` is a MultiWorkerMirroredStrategy with a cluster."""
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
         strategy.cluster_resolver.cluster_spec().as_dict()
     )
+
+
+def _data_free_steps_function(model):
+    """A `tf.function` running `steps_per_execution` data-free steps of `model`."""
+    steps = int(model.steps_per_execution)
+    no_data = tf.zeros([1, 1])
+
+    def one_step(step):
+        model._apply_one_step(no_data)
+        return step + 1
+
+    @tf.function(jit_compile=model.jit_compile, autograph=False)
+    def run_steps():
+        if steps == 1:
+            model._apply_one_step(no_data)
+        else:
+            tf.while_loop(lambda step: step < steps, one_step, [tf.constant(0)])
+        return _logs(model.loss_tracker)
+
+    return run_steps
 
 
 def _data_free_or(model, keras_function, data_free_function):
@@ -666,6 +674,18 @@ _LOSS_OPTIONS = (
 _HALF_DTYPES = (tf.float16, tf.bfloat16)
 
 
+def _problem_in_float32(model, data, training):
+    """`(target, surrogate, stopped surrogate)` of a model for a batch, in float32."""
+    target_log_prob_fn, surrogate_posterior = model.variational_problem(
+        data, training=training
+    )
+    surrogate_posterior = _in_float32(surrogate_posterior, "surrogate_posterior")
+    stopped = model.stopped_surrogate_posterior(data, surrogate_posterior)
+    if stopped is not None:
+        stopped = _in_float32(stopped, "stopped_surrogate_posterior")
+    return _float32_log_prob(target_log_prob_fn), surrogate_posterior, stopped
+
+
 def _to_float32(tensor):
     return tf.cast(tensor, tf.float32) if tensor.dtype in _HALF_DTYPES else tensor
 
@@ -723,14 +743,3 @@ def _checked_trainable_variables(trainable_variables, target_log_prob_fn, surrog
 
 def _keras_name(variable):
     return variable.name.split(":")[0].replace("/", "_") or "variable"
-
-
-def _unique(variables):
-    seen = set()
-    unique = []
-    for v in variables:
-        ref = v.ref()
-        if ref not in seen:
-            seen.add(ref)
-            unique.append(v)
-    return unique

@@ -353,6 +353,20 @@ def replica_seed(seed: Any) -> Any:
     return fold_in_seed(seed, tf.cast(replica_id, tf.int32))
 
 
+def unique_variables(variables):
+    """The variables, each once, in order of first appearance.
+
+    A trace that creates variables (a Keras layer built on first use) watches
+    each of them twice; a surrogate may list a shared variable twice.
+    """
+    seen, kept = set(), []
+    for v in variables:
+        if v.ref() not in seen:
+            seen.add(v.ref())
+            kept.append(v)
+    return kept
+
+
 def _as_tensors(parameters):
     """The parameters with Python numbers and arrays as tensors a tape watches."""
     flat = [tf.convert_to_tensor(x) for x in tf.nest.flatten(parameters)]

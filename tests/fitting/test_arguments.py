@@ -7,7 +7,7 @@ from modes import assert_raises, mode_parameter
 
 import tfp_vi_estimators as tve
 from tfp_vi_estimators.fitting import fit_surrogate_posterior
-from tfp_vi_estimators.fitting.arguments import check_fit_arguments
+from tfp_vi_estimators.fitting.arguments import FitArguments
 
 GE = tve.GradientEstimators
 
@@ -67,18 +67,11 @@ def test_bad_arguments_name_the_argument(override, error, argument, mode, proble
 def test_checkpoint_every_defaults_to_a_tenth_of_the_steps(
     num_steps, checkpoint_dir, checkpoint_every, expected
 ):
-    arguments = check_fit_arguments(
-        keras.optimizers.Adam(0.1),
-        np.int64(num_steps),
-        None,
-        lambda tq: tq.loss,
-        None,
-        None,
-        None,
-        "fit",
-        None,
-        checkpoint_dir,
-        checkpoint_every,
+    arguments = FitArguments(
+        optimizer=keras.optimizers.Adam(0.1),
+        num_steps=np.int64(num_steps),
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
     )
     assert arguments.num_steps == num_steps and type(arguments.num_steps) is int
     assert arguments.checkpoint_every == expected

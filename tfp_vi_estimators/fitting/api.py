@@ -19,7 +19,7 @@ from tfp_vi_estimators import psis
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.estimator_choice import GradientEstimators
 from tfp_vi_estimators.fitting import distributed
-from tfp_vi_estimators.fitting.arguments import check_fit_arguments
+from tfp_vi_estimators.fitting.arguments import FitArguments
 from tfp_vi_estimators.fitting.callbacks import (
     CheckpointCallback,
     KhatCallback,
@@ -228,18 +228,18 @@ def fit_surrogate_posterior(
                 "`psis_num_draws` needs the full-data target; with a "
                 "`MinibatchTarget` call `psis.psis_diagnostic` on it after the fit."
             )
-    arguments = check_fit_arguments(
-        optimizer,
-        num_steps,
-        convergence_criterion,
-        trace_fn,
-        trainable_variables,
-        jit_compile,
-        seed,
-        name,
-        progress,
-        checkpoint_dir,
-        checkpoint_every,
+    arguments = FitArguments(
+        optimizer=optimizer,
+        num_steps=num_steps,
+        convergence_criterion=convergence_criterion,
+        trace_fn=trace_fn,
+        trainable_variables=trainable_variables,
+        jit_compile=jit_compile,
+        seed=seed,
+        name=name,
+        progress=progress,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
     )
     share = distributed.fit_strategy(loss, minibatch, tf.executing_eagerly())
     if not tf.executing_eagerly():

@@ -1,9 +1,9 @@
-"""The fit's own argument checks, once: `check_fit_arguments` -> `FitArguments`.
+"""The fit's own options, checked once when made: `FitArguments`.
 
 `fit_surrogate_posterior` checks the loss's arguments with
 `loss_config.check_arguments` (which also resolves the gradient estimator) and
 its own (optimizer, steps, criterion, trace, variables, compilation, progress,
-checkpoints) here. Both run before any tensor work, so a bad argument leaves
+checkpoints) by making a `FitArguments`. Both run before any tensor work, so a bad argument leaves
 the surrogate untouched.
 """
 
@@ -21,76 +21,56 @@ from tfp_vi_estimators._internal import checks
 
 @dataclasses.dataclass(frozen=True)
 class FitArguments:
-    """The checked arguments of `fit_surrogate_posterior` that are not the loss's.
+    """The fit's own options, checked when made (the loss's are a `LossConfig`).
+
+    `FitArguments(optimizer=..., num_steps=..., ...)` checks every field
+    before any tensor work and raises naming a bad one; the made object is
+    frozen, so what was checked is what the fit runs with.
 
     Attributes:
       optimizer, convergence_criterion, trace_fn, trainable_variables, seed,
-      name: as passed.
-      num_steps: Python int.
+      name: as passed to `fit_surrogate_posterior` (the seed is checked with
+        the loss's arguments).
+      num_steps: a Python int (a static integer tensor is read).
       jit_compile: `None` or a bool, as passed.
       progress: `None` (decided when the fit runs), `True` or `False`.
       checkpoint_dir: `None` or a path string.
-      checkpoint_every: Python int when `checkpoint_dir` is set, else `None`.
+      checkpoint_every: steps between checkpoints when `checkpoint_dir` is set
+        (default `max(1, num_steps // 10)`), else `None`.
+
+    Raises:
+      TypeError, ValueError: naming the argument.
     """
 
     optimizer: Any
     num_steps: int
-    convergence_criterion: Any
-    trace_fn: Callable
-    trainable_variables: Any
-    jit_compile: Any
-    seed: Any
-    name: str
-    progress: Any
-    checkpoint_dir: str | None
-    checkpoint_every: int | None
+    convergence_criterion: Any = None
+    trace_fn: Callable = dataclasses.field(default=lambda quantities: quantities.loss)
+    trainable_variables: Any = None
+    jit_compile: bool | None = None
+    seed: Any = None
+    name: str = "fit_surrogate_posterior"
+    progress: bool | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
 
-
-def check_fit_arguments(
-    optimizer,
-    num_steps,
-    convergence_criterion,
-    trace_fn,
-    trainable_variables,
-    jit_compile,
-    seed,
-    name,
-    progress,
-    checkpoint_dir,
-    checkpoint_every,
-) -> FitArguments:
-    """Checks the fit's own arguments, naming a bad one.
-
-    The seed is checked with the loss's arguments (`check_arguments`) and kept
-    here as given.
-
-    Raises:
-      TypeError, ValueError: naming the argument, before any tensor work.
-    """
-    checks.check_name(name)
-    _check_optimizer(optimizer)
-    num_steps = _static_positive_integer("num_steps", num_steps)
-    check_convergence_criterion(convergence_criterion)
-    checks.check_callable("trace_fn", trace_fn)
-    _check_trainable_variables(trainable_variables)
-    check_optional_bool("jit_compile", jit_compile)
-    check_optional_bool("progress", progress)
-    checkpoint_dir = _checked_checkpoint_dir(checkpoint_dir)
-    return FitArguments(
-        optimizer=optimizer,
-        num_steps=num_steps,
-        convergence_criterion=convergence_criterion,
-        trace_fn=trace_fn,
-        trainable_variables=trainable_variables,
-        jit_compile=jit_compile,
-        seed=seed,
-        name=name,
-        progress=progress,
-        checkpoint_dir=checkpoint_dir,
-        checkpoint_every=_checked_checkpoint_every(
-            checkpoint_every, checkpoint_dir, num_steps
-        ),
-    )
+    def __post_init__(self):
+        checks.check_name(self.name)
+        _check_optimizer(self.optimizer)
+        num_steps = _static_positive_integer("num_steps", self.num_steps)
+        check_convergence_criterion(self.convergence_criterion)
+        checks.check_callable("trace_fn", self.trace_fn)
+        _check_trainable_variables(self.trainable_variables)
+        check_optional_bool("jit_compile", self.jit_compile)
+        check_optional_bool("progress", self.progress)
+        checkpoint_dir = _checked_checkpoint_dir(self.checkpoint_dir)
+        every = _checked_checkpoint_every(
+            self.checkpoint_every, checkpoint_dir, num_steps
+        )
+        # The normalized values, set once here (the object is frozen after).
+        object.__setattr__(self, "num_steps", num_steps)
+        object.__setattr__(self, "checkpoint_dir", checkpoint_dir)
+        object.__setattr__(self, "checkpoint_every", every)
 
 
 def _check_optimizer(optimizer):

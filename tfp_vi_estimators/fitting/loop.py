@@ -80,10 +80,7 @@ def run_fit(
         None if dataset is None else distributed.replica_batch_spec(strategy, dataset)
     )
     specs = first_trace(loss_fn, estimator, arguments, seed_state, seeded, batch_spec)
-    variables = specs.variables
-    if strategy is not None and arguments.trainable_variables is None:
-        variables = distributed.distributed_variables(variables, surrogate_variables)
-    variables = _checked_variables(variables)
+    variables = _trained_variables(specs, arguments, strategy, surrogate_variables)
     _build_optimizer(arguments.optimizer, variables)
     step = _training_step(loss_fn, estimator, arguments, variables, strategy, several)
     compiled = CompiledSteps(
@@ -107,23 +104,39 @@ def run_fit(
         iterator=iterator,
         strategy=strategy,
     )
-    restored = [r for r in (c.on_fit_begin(fit) for c in callbacks) if r is not None]
-    steps_done, state, traces = 0, None, []
-    if restored:
-        steps_done, state, trace = restored[0]
-        traces.append(trace)
+    steps_done, state, traces = _begin(fit, callbacks, compiled, seed_state)
     if dataset is not None and several:
         iterator = distributed.replica_batches(strategy, dataset, steps_done)
-    if state is None:
-        state = compiled.fresh_state(seed_state, variables)
-    for c in callbacks:
-        c.on_steps_begin(steps_done)
     steps_done = _run_chunks(
         compiled, fit, callbacks, iterator, state, steps_done, traces
     )
     for c in callbacks:
         c.on_fit_end(steps_done)
     return _padded(concat(traces), steps_done, arguments.num_steps)
+
+
+def _trained_variables(specs, arguments, strategy, surrogate_variables):
+    """The variables found by the first trace (the distributed ones under a
+    strategy), checked to be there."""
+    variables = specs.variables
+    if strategy is not None and arguments.trainable_variables is None:
+        variables = distributed.distributed_variables(variables, surrogate_variables)
+    return _checked_variables(variables)
+
+
+def _begin(fit, callbacks, compiled, seed_state):
+    """`(steps_done, state, traces)` to start from: a callback's restored
+    checkpoint, or a fresh state; the callbacks then begin their steps."""
+    restored = [r for r in (c.on_fit_begin(fit) for c in callbacks) if r is not None]
+    steps_done, state, traces = 0, None, []
+    if restored:
+        steps_done, state, trace = restored[0]
+        traces.append(trace)
+    if state is None:
+        state = compiled.fresh_state(seed_state, fit.variables)
+    for c in callbacks:
+        c.on_steps_begin(steps_done)
+    return steps_done, state, traces
 
 
 def _run_chunks(compiled, fit, callbacks, iterator, state, steps_done, traces):

@@ -24,9 +24,9 @@ import functools
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators.training_step import StepState
+from tfp_vi_estimators.training_step import StepState, unique_variables
 
-__all__ = ["CompiledSteps", "LoopState", "first_trace", "unique"]
+__all__ = ["CompiledSteps", "LoopState", "first_trace"]
 
 _Traceable = tfp.math.MinimizeTraceableQuantities
 
@@ -90,7 +90,7 @@ def first_trace(loss_fn, estimator, arguments, seed_state, seeded, batch_spec):
                 tape.watch(v)
             loss = loss_fn(seed, batch).loss
         found.extend(given or tape.watched_variables())
-        parameters = [tf.identity(v) for v in unique(found)]
+        parameters = [tf.identity(v) for v in unique_variables(found)]
         grads = [tf.zeros_like(p) for p in parameters]
         quantities = initial_quantities(
             arguments.convergence_criterion, loss, grads, parameters, next_seed
@@ -104,7 +104,7 @@ def first_trace(loss_fn, estimator, arguments, seed_state, seeded, batch_spec):
     state_spec, trace_spec = tf.nest.map_structure(
         lambda t: tf.TensorSpec(t.shape, t.dtype), concrete.structured_outputs
     )
-    return Specs(unique(found), state_spec, trace_spec)
+    return Specs(unique_variables(found), state_spec, trace_spec)
 
 
 class CompiledSteps:
@@ -239,17 +239,3 @@ class CompiledSteps:
         )
         trace = tf.nest.pack_sequence_as(self._specs.trace, [a.stack() for a in arrays])
         return steps_run, state, finite, trace
-
-
-def unique(variables):
-    """The variables, each once, in order of first appearance.
-
-    A trace that creates variables (a Keras layer built on first use) watches
-    each of them twice.
-    """
-    seen, kept = set(), []
-    for v in variables:
-        if v.ref() not in seen:
-            seen.add(v.ref())
-            kept.append(v)
-    return kept
