@@ -12,6 +12,7 @@ import tensorflow_probability as tfp
 from tfp_vi_estimators import low_rank
 from tfp_vi_estimators.report import (
     accuracy,
+    accuracy_fits,
     accuracy_metrics,
     accuracy_pathfinder,
     accuracy_pathfinder_tables,
@@ -70,6 +71,19 @@ def test_steps_to_reach_needs_both_errors():
     # Column 0: the mean error is reached at step 2, both only at step 3.
     assert accuracy_pathfinder.steps_to_reach(mean, sd, 0.2, 0.2) == [3, 3]
     assert accuracy_pathfinder.steps_to_reach(mean, sd, 0.01, 0.2) == [None, None]
+
+
+def test_steps_to_final_of_an_arm():
+    # Replicate 0 is at both final medians (0.2, 0.2) from step 2, replicate 1
+    # from step 3 only; replicate 2 diverged and is left out. Median: 2.5.
+    nan = np.nan
+    mean = np.array(
+        [[1.0, 1.0, 1.0], [0.2, 0.5, nan], [0.2, 0.2, nan], [0.1, 0.3, nan]]
+    )
+    sd = np.array([[1.0, 1.0, 1.0], [0.2, 0.1, nan], [0.3, 0.2, nan], [0.2, 0.2, nan]])
+    outcome = accuracy_fits.FitOutcome(mean, sd, (None, None, 1), (None,) * 3, 1.0)
+    assert accuracy._steps_to_final(outcome, [True, True, False]) == 2.5
+    assert accuracy._steps_to_final(outcome, [False, False, False]) is None
 
 
 def _gaussian_target(dim=4):
@@ -147,8 +161,9 @@ def test_pathfinder_rows_on_a_gaussian_target():
     assert "from scratch in 4 to 10 of 10 steps: at most a quarter." in markdown
 
 
-def _continued(steps, reached, reference_steps):
+def _continued(steps, reached, reference_steps, exact=None):
     return dict(
+        reference_steps_to_final=exact,
         kind="continued",
         family="mean-field",
         arm="REPARAMETERIZATION",
@@ -173,11 +188,15 @@ def _continued(steps, reached, reference_steps):
         (200, [200, 200], (500, 1000), "undecided at the checkpoints' resolution."),
         (100, [100, None], (500, 1000), "**more than a quarter**."),
         (100, [100, 100], None, "reaches them at no checkpoint."),
+        # With the fit from scratch's own step count, no checkpoint interval.
+        (200, [200, 200], (500, 1000), "in 800 of 2000 steps: at most a quarter."),
+        (201, [201, 201], (500, 1000), "**more than a quarter**."),
     ],
 )
 def test_quarter_verdicts(steps, reached, reference_steps, verdict):
+    exact = 800 if "800" in verdict or steps == 201 else None
     sentence = accuracy_pathfinder_tables._continued_sentence(
-        _continued(steps, reached, reference_steps)
+        _continued(steps, reached, reference_steps, exact)
     )
     assert sentence.endswith(verdict), sentence
 
@@ -199,8 +218,13 @@ def test_tiny_report_pathfinder_rows(tiny_report):
         assert [(r["family"], r["arm"]) for r in row["advi_to_reach"]] == arms
         assert isinstance(row["claim"]["holds"], bool)
     assert rows[1]["ess"] > 1 and rows[0]["ess"] is None
+    # Every fitted arm's steps to its own final errors: within its 3 steps
+    # (None where no replicate has both errors at most both medians).
+    steps = [r["steps_to_final"] for r in data["rows"]]
+    assert all(s is None or 1 <= s <= 3 for s in steps), steps
     continued = rows[2]
     assert continued["reference_arm"] == "tfp.vi" and continued["steps"] == 3
+    assert continued["reference_steps_to_final"] == data["rows"][0]["steps_to_final"]
     assert len(continued["seeds_steps_to_reference"]) == 2
     markdown = (out / "report.md").read_text()
     assert "**Pathfinder beside the arms**" in markdown

@@ -22,6 +22,12 @@ Summaries are medians over the replicates, with the number of replicates on
 which an arm is better than `tfp.vi` on the same seed. A replicate that
 diverged is shown as *diverged at step N*, never as a number.
 
+Beside the arms, each target gets Pathfinder's rows (issue 24,
+`accuracy_pathfinder`): 1 and 8 paths judged by the same errors, their
+gradient evaluations and time against what each arm needs to reach them,
+and a fit started from Pathfinder's Gaussian against `tfp.vi`'s from
+scratch.
+
 `benchmarks/posterior_accuracy.py` runs the same code from the command line
 (the full preset by default) and writes the same tables and plot.
 """
@@ -236,7 +242,7 @@ def family_rows(target, family, arms, settings, seed, progress=silent):
     `curve_mean_error`, `curve_sd_log_ratio` (per checkpoint, per replicate),
     `equal_time_steps` and `equal_time_mean_error`, `equal_time_sd_log_ratio`
     (per replicate), `fit_seconds`, `step_ms` (CPU), `step_wall_ms`,
-    `compile_seconds`. A refused
+    `compile_seconds`, `steps_to_final` (see `_steps_to_final`). A refused
     arm's: `status` 'refused' and `message`.
     """
     outcomes, refused = {}, {}
@@ -339,7 +345,28 @@ def _fitted_row(outcome, times, equal_steps, settings):
         step_ms=times.get("step_ms"),
         step_wall_ms=times.get("step_wall_ms"),
         compile_seconds=times.get("compile_seconds"),
+        steps_to_final=_steps_to_final(outcome, finished),
     )
+
+
+def _steps_to_final(outcome, finished):
+    """Median over the finished replicates of the first step at which both
+    errors are at most their medians after the last step (None if none
+    finished): the steps this arm needs to reach its own final errors, which
+    a fit started elsewhere is compared with (`accuracy_pathfinder`)."""
+    done = [r for r, f in enumerate(finished) if f]
+    if not done:
+        return None
+    mean_error = outcome.mean_error[:, done]
+    sd_log_ratio = outcome.sd_log_ratio[:, done]
+    reached = accuracy_pathfinder.steps_to_reach(
+        mean_error,
+        sd_log_ratio,
+        np.median(mean_error[-1]),
+        np.median(sd_log_ratio[-1]),
+    )
+    reached = [step for step in reached if step is not None]
+    return float(np.median(reached)) if reached else None
 
 
 def _value(value, finished):

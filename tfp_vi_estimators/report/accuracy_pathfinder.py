@@ -26,8 +26,10 @@ families, our fit with `CONTINUATION_ARM` (`REPARAMETERIZATION`, the
 estimator of `tfp.vi`'s default fit) from each replicate's one-path
 Gaussian, against `tfp.vi`'s fit from scratch (the `BASELINE` arm): the
 steps it takes to reach the final errors of the fit from scratch (both
-metrics, at most their medians), against the steps the fit from scratch
-takes to reach them (between two of its checkpoints). TFP's affine
+metrics, at most their medians; the median over the replicates that
+reach them), against the steps the fit from scratch takes to reach them
+(its row's `steps_to_final`, the same median; in rows saved before that
+field existed, between two of its checkpoints). TFP's affine
 builder initializes itself, so the affine family has no such row.
 """
 
@@ -369,6 +371,7 @@ def _continued(target, family, one_path, reference, settings):
         reference_steps=(
             None if level is None else _checkpoint_reach(reference, level, sd_level)
         ),
+        reference_steps_to_final=reference.get("steps_to_final"),
         steps=settings.accuracy_steps,
         reference_step_ms=reference.get("step_ms"),
         pathfinder_seconds=float(np.median([r["seconds"] for r in one_path])),

@@ -121,6 +121,11 @@ def _continued_lines(continued, draws, width):
     return lines
 
 
+def _ratio(value):
+    """`157x`, `1.4x`, `0.13x` (a ratio below one: more evaluations)."""
+    return f"{value:.0f}x" if value >= 10 else f"{value:.2g}x"
+
+
 def claim_lines(p):
     """The paper's claim on one Pathfinder row, in one sentence."""
     claim = p["claim"]
@@ -133,7 +138,7 @@ def claim_lines(p):
         f"{_cell(claim['best_mean_error'])} ({claim['best_mean_error_by']}), sd "
         f"log-ratio {_cell(p['sd_log_ratio'])} against "
         f"{_cell(claim['best_sd_log_ratio'])} ({claim['best_sd_log_ratio_by']}), "
-        f"at {claim['fewer_gradient_evaluations']:.0f}x fewer gradient "
+        f"at {_ratio(claim['fewer_gradient_evaluations'])} fewer gradient "
         f"evaluations (the claim: no worse at >= {CLAIM_RATIO}x fewer): {verdict}."
     )
 
@@ -158,6 +163,11 @@ def _continued_sentence(c):
         head
         + f"reaches them in {steps:.0f} steps (median of {done}/{len(reached)} seeds that do)"
     )
+    exact = c.get("reference_steps_to_final")
+    if exact is not None:
+        text += f", from scratch in {exact:.0f} of {c['steps']} steps: "
+        quarter = steps <= CLAIM_FRACTION * exact and done == len(reached)
+        return text + ("at most a quarter." if quarter else "**more than a quarter**.")
     if scratch is None:
         return (
             text
