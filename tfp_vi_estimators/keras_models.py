@@ -31,7 +31,6 @@ grad[t]    = 1/R sum_r grad loss[t, r]              # all-reduced by the optimiz
 This module needs Keras 3 with the TensorFlow backend.
 """
 
-import dataclasses
 import functools
 
 import keras
@@ -41,7 +40,7 @@ from tfp_vi_estimators import minibatch, psis
 from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
 from tfp_vi_estimators.csiszar import kl_reverse
-from tfp_vi_estimators.loss_config import check_sampling_kind
+from tfp_vi_estimators.loss_config import LossConfig, Problem, check_sampling_kind
 from tfp_vi_estimators.training_step import (
     EstimatorStateVariables,
     StepState,
@@ -351,16 +350,12 @@ class SurrogatePosteriorModel(VariationalModel):
         super()._maybe_symbolic_build(iterator=None, data_batch=data_batch)
 
     def _loss_config(self, data, training=False):
-        """The `LossConfig` checked at construction, with the float32 problem."""
+        """The options checked at construction, with the float32 problem."""
         target_log_prob_fn, surrogate_posterior, stopped = _problem_in_float32(
             self, data, training
         )
-        return dataclasses.replace(
-            self._checked_loss_config,
-            target_log_prob_fn=target_log_prob_fn,
-            surrogate_posterior=surrogate_posterior,
-            stopped_surrogate_posterior=stopped,
-        )
+        problem = Problem(target_log_prob_fn, surrogate_posterior, stopped)
+        return LossConfig(problem, self._checked_loss_config.options)
 
     def stopped_surrogate_posterior(self, data, surrogate_posterior):
         return self._stopped_surrogate_posterior

@@ -1,4 +1,9 @@
-"""The loss's arguments, checked once and frozen: `check_arguments` -> `LossConfig`.
+"""The loss's arguments, checked once and frozen: options, then the problem.
+
+`check_options` -> `LossOptions` (sizes, discrepancy, the resolved estimator,
+the sampling route: decided once, against a surrogate); `check_problem` ->
+`Problem` (the target and the surrogate of one call); `check_arguments` does
+both -> `LossConfig(problem, options)`.
 
 `monte_carlo_variational_loss` checks its arguments here before any tensor
 work; the fitting loop, the Keras models and the diagnostics check once and
@@ -11,6 +16,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators import discrete_sampling
@@ -26,34 +32,111 @@ from tfp_vi_estimators.estimator_choice import resolve_gradient_estimator
 from tfp_vi_estimators.estimators import GradientEstimator
 from tfp_vi_estimators.estimators.plan import Layout, Needs
 
-__all__ = ["LossConfig", "check_arguments"]
+__all__ = [
+    "LossConfig",
+    "LossOptions",
+    "Problem",
+    "check_arguments",
+    "check_options",
+    "check_problem",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class LossOptions:
+    """The loss's checked options: what stays the same from call to call.
+
+    Made by `check_options`, which checks them against a surrogate and
+    decides the estimator and the sampling route once.
+
+    Attributes:
+      sample_size: S, a Python int (or an integer `Tensor`).
+      importance_sample_size: K, a Python int (or an integer `Tensor`).
+      discrepancy_fn: the Csiszar function in log space.
+      estimator: the resolved `GradientEstimator` object.
+      sampling: `None` for iid draws (as `tfp.vi`), or the
+        `QuasiMonteCarlo` option (`sampling='rqmc'`).
+      name: the name scope of the loss's ops.
+    """
+
+    sample_size: int | tf.Tensor
+    importance_sample_size: int | tf.Tensor
+    discrepancy_fn: Callable
+    estimator: GradientEstimator
+    sampling: QuasiMonteCarlo | None = None
+    name: str = "monte_carlo_variational_loss"
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """What one call of the loss is about: the target and the surrogate.
+
+    A fit keeps its options and meets a new problem where the problem changes
+    (a minibatch's target, a surrogate rebuilt from its parameters, a batch's
+    amortized surrogate); see `LossConfig`.
+    """
+
+    target_log_prob_fn: Callable
+    surrogate_posterior: tfp.distributions.Distribution
+    stopped_surrogate_posterior: tfp.distributions.Distribution | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Validated arguments of one variational loss (everything but the seed).
+    """One loss: its `problem` and its checked `options` (everything but the seed).
 
-    `target_log_prob_fn`, `surrogate_posterior`, `sample_size`,
-    `importance_sample_size`, `discrepancy_fn` and
-    `stopped_surrogate_posterior` are as passed to
+    Their fields read through (`config.sample_size`,
+    `config.surrogate_posterior`, ...), named as the arguments of
     `monte_carlo_variational_loss`.
-
-    Attributes:
-      estimator: the resolved `GradientEstimator` object.
-      name: the name scope of the loss's ops.
-      sampling: `None` for iid draws (as `tfp.vi`), or the
-        `QuasiMonteCarlo` option (`sampling='rqmc'`).
     """
 
-    target_log_prob_fn: Callable
-    surrogate_posterior: Any
-    sample_size: Any
-    importance_sample_size: Any
-    discrepancy_fn: Callable
-    estimator: GradientEstimator
-    stopped_surrogate_posterior: Any = None
-    name: str = "monte_carlo_variational_loss"
-    sampling: QuasiMonteCarlo | None = None
+    problem: Problem
+    options: LossOptions
+
+    @property
+    def target_log_prob_fn(self):
+        """The target log-density."""
+        return self.problem.target_log_prob_fn
+
+    @property
+    def surrogate_posterior(self):
+        """The surrogate posterior."""
+        return self.problem.surrogate_posterior
+
+    @property
+    def stopped_surrogate_posterior(self):
+        """The stopped copy of the surrogate, or `None`."""
+        return self.problem.stopped_surrogate_posterior
+
+    @property
+    def sample_size(self):
+        """S, the number of independent draws."""
+        return self.options.sample_size
+
+    @property
+    def importance_sample_size(self):
+        """K, the particles per draw."""
+        return self.options.importance_sample_size
+
+    @property
+    def discrepancy_fn(self):
+        """The Csiszar function in log space."""
+        return self.options.discrepancy_fn
+
+    @property
+    def estimator(self):
+        """The resolved `GradientEstimator`."""
+        return self.options.estimator
+
+    @property
+    def sampling(self):
+        """`None` (iid) or the `QuasiMonteCarlo` option."""
+        return self.options.sampling
+
+    @property
+    def name(self):
+        """The name scope of the loss's ops."""
+        return self.options.name
 
 
 def check_arguments(
@@ -78,7 +161,58 @@ def check_arguments(
     Raises:
       TypeError, ValueError: naming the argument.
     """
+    problem = check_problem(
+        target_log_prob_fn, surrogate_posterior, stopped_surrogate_posterior
+    )
+    checks.check_seed(seed)
+    options = check_options(
+        surrogate_posterior,
+        sample_size=sample_size,
+        importance_sample_size=importance_sample_size,
+        discrepancy_fn=discrepancy_fn,
+        use_reparameterization=use_reparameterization,
+        gradient_estimator=gradient_estimator,
+        name=name,
+        sampling=sampling,
+    )
+    return LossConfig(problem, options)
+
+
+def check_problem(
+    target_log_prob_fn: Callable,
+    surrogate_posterior: Any,
+    stopped_surrogate_posterior: Any = None,
+) -> Problem:
+    """The checked `Problem` (a callable target, a surrogate, its stopped copy).
+
+    Raises:
+      TypeError, ValueError: naming the argument.
+    """
     checks.check_callable("target_log_prob_fn", target_log_prob_fn)
+    checks.check_distribution("surrogate_posterior", surrogate_posterior)
+    checks.check_stopped_surrogate(surrogate_posterior, stopped_surrogate_posterior)
+    return Problem(target_log_prob_fn, surrogate_posterior, stopped_surrogate_posterior)
+
+
+def check_options(
+    surrogate_posterior: Any,
+    sample_size: Any = 1,
+    importance_sample_size: Any = 1,
+    discrepancy_fn: Callable = kl_reverse,
+    use_reparameterization: bool | None = None,
+    gradient_estimator: Any = None,
+    name: str | None = None,
+    *,
+    sampling: Any = "iid",
+) -> LossOptions:
+    """The loss's options, checked against `surrogate_posterior`; no tensor work.
+
+    Resolves the gradient estimator, checks what its plan needs of the
+    surrogate and the sample sizes, and decides the sampling route.
+
+    Raises:
+      TypeError, ValueError: naming the argument.
+    """
     checks.check_distribution("surrogate_posterior", surrogate_posterior)
     sample_size = checks.check_positive_integer(
         "sample_size", sample_size, integral_floats=True
@@ -87,8 +221,6 @@ def check_arguments(
         "importance_sample_size", importance_sample_size, integral_floats=True
     )
     checks.check_callable("discrepancy_fn", discrepancy_fn)
-    checks.check_stopped_surrogate(surrogate_posterior, stopped_surrogate_posterior)
-    checks.check_seed(seed)
     checks.check_name(name)
     estimator = resolve_gradient_estimator(
         gradient_estimator, use_reparameterization, surrogate_posterior
@@ -98,16 +230,13 @@ def check_arguments(
     sampling = _check_sampling(
         sampling, estimator, surrogate_posterior, sample_size, importance_sample_size
     )
-    return LossConfig(
-        target_log_prob_fn=target_log_prob_fn,
-        surrogate_posterior=surrogate_posterior,
+    return LossOptions(
         sample_size=sample_size,
         importance_sample_size=importance_sample_size,
         discrepancy_fn=discrepancy_fn,
         estimator=estimator,
-        stopped_surrogate_posterior=stopped_surrogate_posterior,
-        name=name or "monte_carlo_variational_loss",
         sampling=sampling,
+        name=name or "monte_carlo_variational_loss",
     )
 
 

@@ -11,11 +11,14 @@ runs each step on every replica (`distributed.py`).
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from tfp_vi_estimators import psis
+from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.estimator_choice import GradientEstimators
 from tfp_vi_estimators.fitting import distributed
@@ -28,8 +31,15 @@ from tfp_vi_estimators.fitting.callbacks import (
 from tfp_vi_estimators.fitting.checkpoints import _fingerprint
 from tfp_vi_estimators.fitting.loop import run_fit
 from tfp_vi_estimators.fitting.progress import _isatty
+from tfp_vi_estimators.loss_config import (
+    LossConfig,
+    LossOptions,
+    Problem,
+    check_options,
+    check_problem,
+)
 from tfp_vi_estimators.minibatch import MinibatchTarget
-from tfp_vi_estimators.variational_loss import check_arguments, evaluate
+from tfp_vi_estimators.variational_loss import evaluate
 
 
 def _trace_loss(traceable_quantities):
@@ -202,25 +212,25 @@ def fit_surrogate_posterior(
     [3] Matthew D. Hoffman, David M. Blei, Chong Wang and John Paisley.
         Stochastic variational inference. JMLR 14, 2013. arXiv:1206.7051.
     """
-    minibatch = None
-    if isinstance(target_log_prob_fn, MinibatchTarget):
-        # Checked by `minibatch_target`; each step builds the batch's target.
-        minibatch, target_log_prob_fn = target_log_prob_fn, _unbatched_target
-    loss = check_arguments(
+    loss = _checked_fit_loss(
         target_log_prob_fn,
         surrogate_posterior,
-        sample_size=sample_size,
-        importance_sample_size=importance_sample_size,
-        discrepancy_fn=discrepancy_fn,
-        gradient_estimator=(  # `tfp.vi.fit_surrogate_posterior` forces this one
-            GradientEstimators.REPARAMETERIZATION
-            if gradient_estimator is None
-            else gradient_estimator
+        stopped_surrogate_posterior,
+        check_options(
+            surrogate_posterior,
+            sample_size=sample_size,
+            importance_sample_size=importance_sample_size,
+            discrepancy_fn=discrepancy_fn,
+            gradient_estimator=(  # `tfp.vi.fit_surrogate_posterior` forces this one
+                GradientEstimators.REPARAMETERIZATION
+                if gradient_estimator is None
+                else gradient_estimator
+            ),
+            sampling=sampling,
         ),
-        stopped_surrogate_posterior=stopped_surrogate_posterior,
-        seed=seed,
-        sampling=sampling,
     )
+    checks.check_seed(seed)
+    minibatch = loss.minibatch
     if psis_num_draws is not None:
         psis.check_num_draws(psis_num_draws, "psis_num_draws")
         if minibatch is not None:
@@ -241,10 +251,10 @@ def fit_surrogate_posterior(
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=checkpoint_every,
     )
-    share = distributed.fit_strategy(loss, minibatch, tf.executing_eagerly())
+    share = distributed.fit_strategy(loss.options, minibatch, tf.executing_eagerly())
     if not tf.executing_eagerly():
-        return _fit_in_graph(loss, arguments, minibatch, psis_num_draws)
-    return _fit_eagerly(loss, arguments, minibatch, share, psis_num_draws)
+        return _fit_in_graph(loss, arguments, psis_num_draws)
+    return _fit_eagerly(loss, arguments, share, psis_num_draws)
 
 
 def _shows_progress(progress):
@@ -254,30 +264,68 @@ def _shows_progress(progress):
     return progress
 
 
-def _unbatched_target(*samples, **named_samples):
-    raise AssertionError("A minibatched fit calls the target of each batch.")
+@dataclasses.dataclass(frozen=True)
+class _FitLoss:
+    """The fit's loss: its checked options, the surrogate and the target.
+
+    With a `MinibatchTarget` each step's target is its batch's
+    (`minibatch.target_log_prob_fn(batch)`); `target_log_prob_fn` is then
+    `None`.
+    """
+
+    options: LossOptions
+    surrogate_posterior: Any
+    stopped_surrogate_posterior: Any
+    target_log_prob_fn: Callable | None
+    minibatch: MinibatchTarget | None
+
+    @property
+    def estimator(self):
+        return self.options.estimator
+
+    def at(self, batch=None) -> LossConfig:
+        """The `LossConfig` of a step (of its `batch` with a minibatch)."""
+        target = self.target_log_prob_fn
+        if self.minibatch is not None:
+            target = self.minibatch.target_log_prob_fn(batch)
+        problem = Problem(
+            target, self.surrogate_posterior, self.stopped_surrogate_posterior
+        )
+        return LossConfig(problem, self.options)
+
+    def of_replica(self, share) -> "_FitLoss":
+        """The loss one replica computes (`distributed.ReplicaShare`: its
+        share of the draws and of each batch, checked by `fit_strategy`)."""
+        return _FitLoss(
+            share.options,
+            self.surrogate_posterior,
+            self.stopped_surrogate_posterior,
+            self.target_log_prob_fn,
+            share.minibatch,
+        )
+
+    def evaluate_fn(self, seed=None, batch=None):
+        """One step's `LossEvaluation`; `batch` is `None` without data."""
+        return evaluate(self.at(batch), seed)
 
 
-def _evaluate_fn(loss, minibatch=None):
-    """One step's `LossEvaluation`, `evaluate_fn(seed, batch)`; `batch` is
-    `None` without data."""
-
-    def evaluate_fn(seed=None, batch=None):
-        if minibatch is None:
-            return evaluate(loss, seed)
-        target = minibatch.target_log_prob_fn(batch)
-        return evaluate(dataclasses.replace(loss, target_log_prob_fn=target), seed)
-
-    return evaluate_fn
+def _checked_fit_loss(target_log_prob_fn, surrogate, stopped, options):
+    """The `_FitLoss`: the problem checked (a `MinibatchTarget` was checked
+    by `minibatch_target`), with the checked `options`."""
+    if isinstance(target_log_prob_fn, MinibatchTarget):
+        checks.check_stopped_surrogate(surrogate, stopped)
+        return _FitLoss(options, surrogate, stopped, None, target_log_prob_fn)
+    problem = check_problem(target_log_prob_fn, surrogate, stopped)
+    return _FitLoss(options, surrogate, stopped, problem.target_log_prob_fn, None)
 
 
-def _fit_in_graph(loss, arguments, minibatch=None, psis_num_draws=None):
+def _fit_in_graph(loss, arguments, psis_num_draws=None):
     """`tfp.math.minimize` unchanged, with this package's loss.
 
     Inside a `tf.function` there is no host to return to between steps, so
     neither progress nor checkpoints (nor data, nor the PSIS report).
     """
-    if minibatch is not None:
+    if loss.minibatch is not None:
         raise ValueError(
             "A `MinibatchTarget` needs eager execution; call "
             "`fit_surrogate_posterior` outside `tf.function` (pass "
@@ -298,9 +346,8 @@ def _fit_in_graph(loss, arguments, minibatch=None, psis_num_draws=None):
             "`fit_surrogate_posterior` outside `tf.function` (pass "
             "`jit_compile=True` to compile the steps)."
         )
-    evaluate_fn = _evaluate_fn(loss)
     return tfp.math.minimize(
-        lambda seed=None: evaluate_fn(seed).loss,
+        lambda seed=None: loss.evaluate_fn(seed).loss,
         num_steps=arguments.num_steps,
         optimizer=arguments.optimizer,
         convergence_criterion=arguments.convergence_criterion,
@@ -312,12 +359,12 @@ def _fit_in_graph(loss, arguments, minibatch=None, psis_num_draws=None):
     )
 
 
-def _fit_eagerly(loss, arguments, minibatch, share, psis_num_draws):
+def _fit_eagerly(loss, arguments, share, psis_num_draws):
     """Compiled chunks of steps, with the callbacks in between (`loop.run_fit`).
 
     Under a strategy with several replicas each step evaluates one replica's
     `share` (`sample_size / R` draws, `b / R` examples) on every replica; the
-    fingerprint keeps `loss` and `minibatch`.
+    fingerprint keeps the whole `loss`.
     """
     progress = _shows_progress(arguments.progress)
     callbacks = []
@@ -328,44 +375,48 @@ def _fit_eagerly(loss, arguments, minibatch, share, psis_num_draws):
             CheckpointCallback(
                 arguments.checkpoint_dir,
                 arguments.checkpoint_every,
-                _fingerprint_of(loss, arguments, minibatch),
+                _fingerprint_of(loss, arguments),
             )
         )
     if psis_num_draws is not None:
-        callbacks.append(KhatCallback(loss, psis_num_draws, arguments.seed, progress))
+        callbacks.append(
+            KhatCallback(loss.at(), psis_num_draws, arguments.seed, progress)
+        )
     with tf.name_scope(arguments.name):
         return run_fit(
-            _evaluate_fn(share.loss, share.minibatch),
+            loss.of_replica(share).evaluate_fn,
             loss.estimator,
             arguments,
             max_chunk=_max_chunk(
                 arguments.num_steps, progress, arguments.checkpoint_every
             ),
             callbacks=callbacks,
-            dataset=None if minibatch is None else minibatch.repeated_dataset(),
+            dataset=None
+            if loss.minibatch is None
+            else loss.minibatch.repeated_dataset(),
             strategy=share.strategy,
             surrogate_variables=loss.surrogate_posterior.trainable_variables,
         )
 
 
-def _fingerprint_of(loss, arguments, minibatch):
+def _fingerprint_of(loss, arguments):
     """The checkpoints' fingerprint of the arguments, or `None` without them."""
     if arguments.checkpoint_dir is None:
         return None
     return _fingerprint(
         target_log_prob_fn=loss.target_log_prob_fn
-        if minibatch is None
-        else minibatch.log_likelihood_fn,
+        if loss.minibatch is None
+        else loss.minibatch.log_likelihood_fn,
         surrogate_posterior=loss.surrogate_posterior,
         optimizer=arguments.optimizer,
         convergence_criterion=arguments.convergence_criterion,
         trace_fn=arguments.trace_fn,
-        discrepancy_fn=loss.discrepancy_fn,
-        sample_size=loss.sample_size,
-        importance_sample_size=loss.importance_sample_size,
+        discrepancy_fn=loss.options.discrepancy_fn,
+        sample_size=loss.options.sample_size,
+        importance_sample_size=loss.options.importance_sample_size,
         estimator=loss.estimator,
         seed=arguments.seed,
-        sampling=loss.sampling,
+        sampling=loss.options.sampling,
     )
 
 

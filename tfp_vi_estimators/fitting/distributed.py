@@ -37,7 +37,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tfp_vi_estimators.loss_config import LossConfig
+from tfp_vi_estimators.loss_config import LossOptions
 from tfp_vi_estimators.training_step import (
     TrainingStep,
     dense_gradient,
@@ -52,21 +52,21 @@ class ReplicaShare:
 
     Attributes:
       strategy: the `tf.distribute` strategy in scope, or `None`.
-      loss: the `LossConfig` of one replica (`sample_size / R` draws).
+      options: the `LossOptions` of one replica (`sample_size / R` draws).
       minibatch: the `MinibatchTarget` of one replica (batches of `b / R`, so
         scaled by `N / (b / R)`), or `None` without data.
     """
 
     strategy: Any
-    loss: LossConfig
+    options: LossOptions
     minibatch: Any
 
 
-def fit_strategy(loss: LossConfig, minibatch: Any, eagerly: bool) -> ReplicaShare:
+def fit_strategy(options: LossOptions, minibatch: Any, eagerly: bool) -> ReplicaShare:
     """The strategy in scope for an eager fit, and one replica's share of it.
 
     Args:
-      loss: the checked `LossConfig` (its `sample_size` is the global one).
+      options: the checked `LossOptions` (its `sample_size` is the global one).
       minibatch: the `MinibatchTarget` (its batch size is the global one) or
         `None`.
       eagerly: whether `fit_surrogate_posterior` runs eagerly.
@@ -82,12 +82,12 @@ def fit_strategy(loss: LossConfig, minibatch: Any, eagerly: bool) -> ReplicaShar
         under several replicas.
     """
     if not tf.distribute.has_strategy():
-        return ReplicaShare(None, loss, minibatch)
+        return ReplicaShare(None, options, minibatch)
     strategy = tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     if not eagerly:
         if replicas == 1:
-            return ReplicaShare(None, loss, minibatch)
+            return ReplicaShare(None, options, minibatch)
         raise ValueError(
             f"Under a tf.distribute strategy with {replicas} replicas, call "
             "`fit_surrogate_posterior` eagerly (inside `strategy.scope()`, not "
@@ -95,7 +95,7 @@ def fit_strategy(loss: LossConfig, minibatch: Any, eagerly: bool) -> ReplicaShar
         )
     return ReplicaShare(
         strategy,
-        _replica_loss(loss, replicas),
+        _replica_options(options, replicas),
         _replica_minibatch(minibatch, replicas),
     )
 
@@ -113,10 +113,12 @@ def _replica_minibatch(minibatch, replicas):
     return dataclasses.replace(minibatch, batch_size=minibatch.batch_size // replicas)
 
 
-def _replica_loss(loss, replicas):
+def _replica_options(options, replicas):
+    """One replica's options: `sample_size / R` draws, checked against the
+    estimator's minimum."""
     if replicas == 1:
-        return loss
-    sample_size = loss.sample_size
+        return options
+    sample_size = options.sample_size
     if not isinstance(sample_size, int) or sample_size % replicas:
         raise ValueError(
             f"`sample_size={sample_size}` is the global number of draws and must "
@@ -124,15 +126,15 @@ def _replica_loss(loss, replicas):
             "strategy in scope (each replica draws `sample_size / replicas`)."
         )
     per_replica = sample_size // replicas
-    minimum = loss.estimator.plan.min_sample_size
+    minimum = options.estimator.plan.min_sample_size
     if per_replica < minimum:
         raise ValueError(
             f"`sample_size={sample_size}` over {replicas} replicas is "
-            f"{per_replica} draws per replica; {loss.estimator.name} needs at "
+            f"{per_replica} draws per replica; {options.estimator.name} needs at "
             f"least {minimum} per replica: pass `sample_size >= "
             f"{minimum * replicas}`."
         )
-    return dataclasses.replace(loss, sample_size=per_replica)
+    return dataclasses.replace(options, sample_size=per_replica)
 
 
 def replica_batch_spec(strategy: Any, dataset: tf.data.Dataset) -> Any:

@@ -1,6 +1,5 @@
 """`fit_surrogate_posterior_stateless`: `tfp.vi`'s functional fit, with our loss."""
 
-import dataclasses
 import numbers
 
 import numpy as np
@@ -15,7 +14,7 @@ from tfp_vi_estimators.fitting.arguments import (
     check_optional_bool,
 )
 from tfp_vi_estimators.fitting.stateless_loop import minimize_stateless
-from tfp_vi_estimators.loss_config import check_arguments
+from tfp_vi_estimators.loss_config import LossConfig, Problem, check_arguments
 from tfp_vi_estimators.variational_loss import evaluate
 
 __all__ = ["fit_surrogate_posterior_stateless"]
@@ -126,12 +125,14 @@ def fit_surrogate_posterior_stateless(
             stopped = build_surrogate_posterior_fn(
                 *tf.nest.map_structure(tf.stop_gradient, parameters)
             )
-        step_config = dataclasses.replace(
-            config,
-            surrogate_posterior=build_surrogate_posterior_fn(*parameters),
-            stopped_surrogate_posterior=stopped,
+        # The options were checked on the surrogate of the initial
+        # parameters; each step's surrogate is built by the same function.
+        problem = Problem(
+            config.target_log_prob_fn,
+            build_surrogate_posterior_fn(*parameters),
+            stopped,
         )
-        return evaluate(step_config, seed)
+        return evaluate(LossConfig(problem, config.options), seed)
 
     return minimize_stateless(
         evaluate_fn,
