@@ -109,69 +109,14 @@ class _RelaxedStraightThrough(construction.FullyReparameterizedDistribution):
         """
         parameters = dict(locals())
         parameters["name"] = name or type(self).__name__
-        self._check_arguments(
+        _check_relaxed_arguments(
+            type(self),
             type(self).__name__,
             parameters["temperature"],
             parameters["logits"],
             parameters["probs"],
         )
         self._initialize(parameters, ("temperature", "logits", "probs"))
-
-    @classmethod
-    def _check_arguments(cls, cls_name, temperature, logits, probs):
-        if temperature is None:
-            raise TypeError(
-                f"{cls_name}: `temperature` is required: a positive floating Tensor "
-                "broadcastable to the batch shape; got None."
-            )
-        validation.check_float_tensor_like(temperature, "temperature")
-        validation.check_positive_if_static(temperature, "temperature")
-        if (logits is None) == (probs is None):
-            raise ValueError(
-                f"{cls_name}: pass exactly one of `logits` or `probs`; got "
-                f"logits={validation.describe(logits)}, "
-                f"probs={validation.describe(probs)}."
-            )
-        shape_words = (
-            "of shape batch_shape + [num_categories]"
-            if cls._logits_event_ndims
-            else "of shape batch_shape"
-        )
-        for name, value in (("logits", logits), ("probs", probs)):
-            if value is not None:
-                validation.check_float_tensor_like(
-                    value, name, min_rank=cls._logits_event_ndims, expected=shape_words
-                )
-        if probs is not None:
-            validation.check_probabilities_if_static(probs, "probs")
-
-    @classmethod
-    def _relaxed_parameter_properties(cls, dtype, probs_bijector_fn):
-        """`ParameterProperties` of both subclasses, which differ in event rank.
-
-        Every subclass defines its own `_parameter_properties` (TFP warns when a
-        subclass with a new `__init__` inherits them) and returns these.
-        """
-        event_ndims = cls._logits_event_ndims
-
-        def temperature_shape_fn(sample_shape):
-            # `temperature` has the batch shape, `logits` one event dimension more.
-            return sample_shape[:-1] if event_ndims else sample_shape
-
-        return dict(
-            temperature=tfp.util.ParameterProperties(
-                shape_fn=temperature_shape_fn,
-                default_constraining_bijector_fn=(
-                    lambda: tfb.Softplus(low=construction.machine_epsilon(dtype))
-                ),
-            ),
-            logits=tfp.util.ParameterProperties(event_ndims=event_ndims),
-            probs=tfp.util.ParameterProperties(
-                event_ndims=event_ndims,
-                default_constraining_bijector_fn=probs_bijector_fn,
-                is_preferred=False,
-            ),
-        )
 
     @property
     def temperature(self):
@@ -260,6 +205,63 @@ class _RelaxedStraightThrough(construction.FullyReparameterizedDistribution):
         return assertions
 
 
+def _check_relaxed_arguments(cls, cls_name, temperature, logits, probs):
+    """The checks of a relaxed straight-through distribution's arguments."""
+    if temperature is None:
+        raise TypeError(
+            f"{cls_name}: `temperature` is required: a positive floating Tensor "
+            "broadcastable to the batch shape; got None."
+        )
+    validation.check_float_tensor_like(temperature, "temperature")
+    validation.check_positive_if_static(temperature, "temperature")
+    if (logits is None) == (probs is None):
+        raise ValueError(
+            f"{cls_name}: pass exactly one of `logits` or `probs`; got "
+            f"logits={validation.describe(logits)}, "
+            f"probs={validation.describe(probs)}."
+        )
+    shape_words = (
+        "of shape batch_shape + [num_categories]"
+        if cls._logits_event_ndims
+        else "of shape batch_shape"
+    )
+    for name, value in (("logits", logits), ("probs", probs)):
+        if value is not None:
+            validation.check_float_tensor_like(
+                value, name, min_rank=cls._logits_event_ndims, expected=shape_words
+            )
+    if probs is not None:
+        validation.check_probabilities_if_static(probs, "probs")
+
+
+def _relaxed_parameter_properties(cls, dtype, probs_bijector_fn):
+    """`ParameterProperties` of both subclasses, which differ in event rank.
+
+    Every subclass defines its own `_parameter_properties` (TFP warns when a
+    subclass with a new `__init__` inherits them) and returns these.
+    """
+    event_ndims = cls._logits_event_ndims
+
+    def temperature_shape_fn(sample_shape):
+        # `temperature` has the batch shape, `logits` one event dimension more.
+        return sample_shape[:-1] if event_ndims else sample_shape
+
+    return dict(
+        temperature=tfp.util.ParameterProperties(
+            shape_fn=temperature_shape_fn,
+            default_constraining_bijector_fn=(
+                lambda: tfb.Softplus(low=construction.machine_epsilon(dtype))
+            ),
+        ),
+        logits=tfp.util.ParameterProperties(event_ndims=event_ndims),
+        probs=tfp.util.ParameterProperties(
+            event_ndims=event_ndims,
+            default_constraining_bijector_fn=probs_bijector_fn,
+            is_preferred=False,
+        ),
+    )
+
+
 class RelaxedOneHotCategoricalStraightThrough(_RelaxedStraightThrough):
     """Straight-through Gumbel-softmax: one-hot samples, relaxed gradients.
 
@@ -291,7 +293,7 @@ class RelaxedOneHotCategoricalStraightThrough(_RelaxedStraightThrough):
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
-        return cls._relaxed_parameter_properties(dtype, tfb.SoftmaxCentered)
+        return _relaxed_parameter_properties(cls, dtype, tfb.SoftmaxCentered)
 
     def _event_shape(self):
         param = self._logits if self._logits is not None else self._probs
@@ -361,7 +363,7 @@ class RelaxedBernoulliStraightThrough(_RelaxedStraightThrough):
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
-        return cls._relaxed_parameter_properties(dtype, tfb.Sigmoid)
+        return _relaxed_parameter_properties(cls, dtype, tfb.Sigmoid)
 
     def _event_shape(self):
         return tf.TensorShape([])
