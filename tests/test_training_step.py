@@ -22,8 +22,11 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import tfp_vi_estimators as tve
-from tfp_vi_estimators import estimators
+from tfp_vi_estimators import estimators, optimizers
 from tfp_vi_estimators.keras_models import SurrogatePosteriorModel
+from tfp_vi_estimators.loss_config import LossConfig, Problem, check_arguments
+from tfp_vi_estimators.training_step import StepState, TrainingStep
+from tfp_vi_estimators.variational_loss import evaluate
 
 tfd, tfb = tfp.distributions, tfp.bijectors
 
@@ -218,3 +221,80 @@ def test_fit_surrogate_posterior_stateless_takes_python_numbers():
     theirs_parameters, theirs_losses = fit(tfp.vi.fit_surrogate_posterior_stateless)
     np.testing.assert_array_equal(ours_losses, theirs_losses)
     np.testing.assert_array_equal(ours_parameters, theirs_parameters)
+
+
+# `TrainingStep` itself, as a hand-written loop uses it.
+
+
+def _loss_fn(config):
+    return lambda parameters, seed, batch: evaluate(config, seed)
+
+
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_training_step_on_variables_is_one_sgd_step_of_the_loss(mode):
+    q = _surrogate_at_target()
+    variables = list(q.trainable_variables)
+    config = check_arguments(TARGET.log_prob, _shifted(q), sample_size=4)
+    start = [v.numpy() for v in variables]
+    with tf.GradientTape() as tape:
+        loss = tve.monte_carlo_variational_loss(
+            TARGET.log_prob, _shifted(q), sample_size=4, seed=(1, 2)
+        )
+    want = [
+        s - 0.1 * g.numpy()
+        for s, g in zip(start, tape.gradient(loss, variables), strict=True)
+    ]
+    step = TrainingStep(_loss_fn(config), keras.optimizers.SGD(0.1), variables)
+    call = step if mode == "eager" else tf.function(step, autograph=False)
+    state, result = call(step.initial_state(config.estimator), (1, 2))
+    # Same process, same ops: the same float32 values up to op fusion.
+    np.testing.assert_allclose(result.loss, loss, rtol=1e-6)
+    for v, w in zip(variables, want, strict=True):
+        np.testing.assert_allclose(v.numpy(), w, rtol=1e-6, atol=1e-7)
+    assert bool(result.finite)
+
+
+def test_training_step_skips_a_non_finite_step():
+    q = _surrogate_at_target()
+    variables = list(q.trainable_variables)
+    config = check_arguments(
+        lambda z: TARGET.log_prob(z) + np.float32(np.nan), q, sample_size=2
+    )
+    start = [v.numpy() for v in variables]
+    step = TrainingStep(
+        _loss_fn(config), keras.optimizers.SGD(0.1), variables, skip_non_finite=True
+    )
+    _, result = step(step.initial_state(config.estimator), (3, 4))
+    assert not bool(result.finite)
+    for v, s in zip(variables, start, strict=True):
+        np.testing.assert_array_equal(v.numpy(), s)
+
+
+def test_training_step_on_explicit_parameters_is_one_sgd_step():
+    def build(loc):
+        return tfd.MultivariateNormalDiag(loc, SCALE)
+
+    start = tf.constant([0.0, 0.0, 0.0])
+    config = check_arguments(TARGET.log_prob, build(start), sample_size=4)
+
+    def loss_fn(parameters, seed, batch):
+        problem = Problem(TARGET.log_prob, build(*parameters))
+        return evaluate(LossConfig(problem, config.options), seed)
+
+    step = TrainingStep(loss_fn, optimizers.sgd(0.1))
+    state = step.initial_state(config.estimator, [start])
+    state, result = step(state, (5, 6))
+    with tf.GradientTape() as tape:
+        tape.watch(start)
+        loss = tve.monte_carlo_variational_loss(
+            TARGET.log_prob, build(start), sample_size=4, seed=(5, 6)
+        )
+    (grad,) = tape.gradient(loss, [start])
+    assert isinstance(state, StepState)
+    np.testing.assert_allclose(state.parameters[0], start - 0.1 * grad, rtol=1e-6)
+    np.testing.assert_allclose(result.loss, loss, rtol=1e-6)
+
+
+def _shifted(q):
+    """The surrogate moved off the target, so the gradient is not zero."""
+    return tfd.TransformedDistribution(q, tfb.Shift([0.3, 0.3, 0.3]))
