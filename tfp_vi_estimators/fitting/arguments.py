@@ -28,9 +28,12 @@ class FitArguments:
     frozen, so what was checked is what the fit runs with.
 
     Attributes:
-      optimizer, convergence_criterion, trace_fn, trainable_variables, seed,
-      name: as passed to `fit_surrogate_posterior` (the seed is checked with
-        the loss's arguments).
+      optimizer: as passed to `fit_surrogate_posterior`.
+      convergence_criterion: as passed, or `None`.
+      trace_fn: as passed.
+      trainable_variables: as passed, or `None`.
+      seed: as passed (checked with the loss's arguments).
+      name: as passed.
       num_steps: a Python int (a static integer tensor is read).
       jit_compile: `None` or a bool, as passed.
       progress: `None` (decided when the fit runs), `True` or `False`.
