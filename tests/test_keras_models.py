@@ -298,7 +298,11 @@ class _AmortizedGaussian(VariationalModel):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.encoder = keras.layers.Dense(2)
+        # A seeded initializer: the fit does not depend on what ran before
+        # in the process (Keras' global seed stream).
+        self.encoder = keras.layers.Dense(
+            2, kernel_initializer=keras.initializers.GlorotUniform(seed=0)
+        )
 
     def variational_problem(self, data, training=False):
         out = self.encoder(data[:, None])
@@ -327,8 +331,16 @@ def test_amortized_model_learns_the_exact_posterior(
         importance_sample_size=importance_sample_size,
         seed=0,
     )
-    model.compile(keras.optimizers.Adam(0.05))
-    model.fit(x, batch_size=64, epochs=30, verbose=0, shuffle=False)
+    # The fitted posterior is read off the average of the last ~100 iterates
+    # (Keras' EMA of the weights, written back at the end of `fit`), not off
+    # the last iterate: at a constant step the last iterate jitters about the
+    # optimum, by up to 0.05 for REPARAMETERIZATION and 0.15-0.19 for VIMCO
+    # (seeded fits of 30 epochs, 2026-12-06), which made this test depend on
+    # the draws. Averaged over 60 epochs the largest errors of 6 to 8 seeded
+    # fits were 0.035 (REPARAMETERIZATION), 0.043 (DOUBLY_REPARAMETERIZED) and
+    # 0.077 (VIMCO).
+    model.compile(keras.optimizers.Adam(0.05, use_ema=True, ema_momentum=0.99))
+    model.fit(x, batch_size=64, epochs=60, verbose=0, shuffle=False)
     _, q = model.variational_problem(tf.constant([-2.0, 0.0, 2.0]))
     # Exact posterior N(x / 2, 1 / 2); VIMCO's noisier gradient gets a wider margin.
     tolerance = 0.15 if gradient_estimator is GE.VIMCO else 0.05
