@@ -33,6 +33,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from tfp_vi_estimators._internal.gradients import dense_gradient
 from tfp_vi_estimators._internal.tfp_internals import fold_in_seed
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.variational_loss import check_arguments, evaluate
@@ -382,13 +383,6 @@ def _all_finite(loss, grads):
             if g is not None
         ]
     )
-
-
-def dense_gradient(gradient):
-    """`gradient`, made dense if it is a `tf.IndexedSlices`."""
-    if isinstance(gradient, tf.IndexedSlices):
-        return tf.convert_to_tensor(gradient)
-    return gradient
 
 
 def _read(estimator_state, estimator=None, sources=None):

@@ -96,6 +96,7 @@ import dataclasses
 import tensorflow as tf
 
 from tfp_vi_estimators._internal.discrepancy import discrepancy_derivatives
+from tfp_vi_estimators._internal.gradients import dense_gradient
 from tfp_vi_estimators.estimators.base import log_mean_exp, pathwise_plan
 from tfp_vi_estimators.estimators.doubly_reparameterized import (
     DoublyReparameterized,
@@ -186,7 +187,10 @@ class AdaptivelyWeightedDoublyReparameterized(DoublyReparameterized):
         grads = tape.gradient(scalar, list(sources) + samples + [densities.surrogate])
         total, upstream, w = grads[: len(sources)], grads[len(sources) : -1], grads[-1]
         if w is None:  # no source reaches the surrogate: no score term
-            return {"total": _dense(total), "control": [None] * len(sources)}
+            return {
+                "total": [dense_gradient(g) for g in total],
+                "control": [None] * len(sources),
+            }
         removed = tape.gradient(densities.stopped_parameters, samples, -w)
         scale = _path_scale(evaluation)
         cotangents = [
@@ -195,7 +199,10 @@ class AdaptivelyWeightedDoublyReparameterized(DoublyReparameterized):
         control = tape.gradient(
             [densities.surrogate] + samples, sources, output_gradients=[w] + cotangents
         )
-        return {"total": _dense(total), "control": _dense(control)}
+        return {
+            "total": [dense_gradient(g) for g in total],
+            "control": [dense_gradient(g) for g in control],
+        }
 
     def combine(self, parts, state):
         """`g0 - c * d` with `c` from `state`, and the moments updated by this step."""
@@ -296,13 +303,6 @@ def _path_cotangent(u, r, scale):
 
 def _ratio(m_gd, m_dd):
     return tf.clip_by_value(tf.math.divide_no_nan(m_gd, m_dd), 0.0, 1.0)
-
-
-def _dense(gradients):
-    return [
-        tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
-        for g in gradients
-    ]
 
 
 def _dtype_of(sources):

@@ -23,6 +23,7 @@ callable:        b   = baseline(),  trained to minimize E[(f - b)^2]
 
 import tensorflow as tf
 
+from tfp_vi_estimators._internal.gradients import dense_gradient
 from tfp_vi_estimators.estimators.base import GradientEstimator
 
 __all__ = [
@@ -213,16 +214,12 @@ class BaselinedEstimator(GradientEstimator):
             return parts, state
         b = self.baseline.value(state)
         grads = [
-            g if g is None or v is None else _dense(g) - tf.cast(b, g.dtype) * _dense(v)
+            g
+            if g is None or v is None
+            else dense_gradient(g) - tf.cast(b, g.dtype) * dense_gradient(v)
             for g, v in zip(parts["gradients"], parts["score"], strict=True)
         ]
         return grads, self.baseline.updated(state, parts["mean"])
-
-
-def _dense(gradient):
-    if isinstance(gradient, tf.IndexedSlices):
-        return tf.convert_to_tensor(gradient)
-    return gradient
 
 
 def make_baseline(baseline, decay=0.9):

@@ -37,10 +37,10 @@ from typing import Any
 
 import tensorflow as tf
 
+from tfp_vi_estimators._internal.gradients import dense_gradient
 from tfp_vi_estimators.loss_config import LossOptions
 from tfp_vi_estimators.training_step import (
     TrainingStep,
-    dense_gradient,
     loss_and_parts,
     replica_seed,
 )
