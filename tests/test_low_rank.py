@@ -189,7 +189,7 @@ def test_doubly_reparameterized_reads_the_pre_image():
     plan = tve.estimators.DoublyReparameterized().plan
     assert pre_image.has_pre_image(q)
     assert pre_image._is_affine(q.bijector)
-    assert sampler._reads_pre_image(plan, q, None)
+    assert isinstance(sampler.route_for(plan, q), sampler.PreImageRoute)
 
 
 def _closed_form_negative_elbo(q, mean, covariance):

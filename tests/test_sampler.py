@@ -131,6 +131,8 @@ def test_a_given_stopped_surrogate_is_scored_as_given():
     elsewhere = tfd.MultivariateNormalDiag(tf.zeros(3))
     plan = estimators.DoublyReparameterized().plan
     draw = sampler.draw(plan, q, elsewhere, 2, 1, SEED)
+    # The pre-image route draws tfp.vi's samples; the copy scores them.
+    np.testing.assert_array_equal(draw.samples, q.sample([2], seed=SEED))
     np.testing.assert_allclose(
         draw.log_densities.stopped_parameters,
         np.reshape(elsewhere.log_prob(draw.samples), [2, 1]),
@@ -180,3 +182,82 @@ def test_a_distribution_with_its_own_pre_image_is_scored_through_its_hook():
     assert np.all(once != 0)
     np.testing.assert_allclose(thrice, 3 * once, rtol=1e-6)
     np.testing.assert_array_equal(never, 0)
+
+
+def _mixture():
+    return tfd.MixtureSameFamily(
+        tfd.Categorical(logits=tf.Variable([0.0, 1.0])),
+        tfd.Normal(tf.Variable([-1.0, 1.0]), 0.5),
+    )
+
+
+@pytest.mark.parametrize(
+    "estimator, surrogate, sampling, route",
+    [
+        (estimators.Reparameterization(), _surrogate, None, sampler.IidRoute),
+        (estimators.DoublyReparameterized(), _surrogate, None, sampler.IidRoute),
+        (estimators.DoublyReparameterized(), _full_rank, None, sampler.PreImageRoute),
+        (estimators.ScoreFunction(), _full_rank, None, sampler.IidRoute),
+        (estimators.Reparameterization(), _full_rank, None, sampler.IidRoute),
+        (
+            estimators.Reparameterization(),
+            _full_rank,
+            QuasiMonteCarlo(),
+            sampler.QuasiMonteCarloRoute,
+        ),
+        (
+            estimators.DisARM(),
+            lambda: tfd.Bernoulli(logits=tf.Variable([0.2, -0.4])),
+            None,
+            sampler.DiscreteRoute,
+        ),
+        (
+            estimators.MixtureStickingTheLanding(),
+            _mixture,
+            None,
+            sampler.EachComponentRoute,
+        ),
+    ],
+)
+def test_the_route_follows_the_plan_and_the_surrogates_structure(
+    estimator, surrogate, sampling, route
+):
+    chosen = sampler.route_for(estimator.plan, surrogate(), sampling)
+    assert type(chosen) is route
+    assert chosen.plan is estimator.plan
+
+
+def test_checked_options_draw_a_rebuilt_surrogate_without_inspecting_it(
+    monkeypatch,
+):
+    """The route is decided when the options are checked; evaluating the loss
+    for another surrogate of the same structure (a fit's next step) follows
+    it and gives the loss a fresh check would give."""
+    from tfp_vi_estimators import loss_config, variational_loss
+    from tfp_vi_estimators._internal import pre_image
+
+    def target(z):
+        return -0.5 * tf.reduce_sum(z**2, axis=-1)
+
+    estimator = estimators.DoublyReparameterized()
+    options = loss_config.check_options(
+        _full_rank(),
+        sample_size=3,
+        importance_sample_size=2,
+        gradient_estimator=estimator,
+    )
+    assert isinstance(options.route, sampler.PreImageRoute)
+    rebuilt = tfd.MultivariateNormalTriL(
+        tf.constant([1.0, 0.5, -0.3]),
+        tf.constant([[0.9, 0.0, 0.0], [0.1, 1.1, 0.0], [0.4, -0.2, 0.7]]),
+    )
+    fresh = variational_loss.monte_carlo_variational_loss(
+        target, rebuilt, 3, 2, gradient_estimator=estimator, seed=SEED
+    )
+
+    def inspected(_):
+        raise AssertionError("the surrogate's structure was inspected again")
+
+    monkeypatch.setattr(pre_image, "has_pre_image", inspected)
+    config = loss_config.LossConfig(loss_config.Problem(target, rebuilt), options)
+    np.testing.assert_array_equal(variational_loss.evaluate_loss(config, SEED), fresh)

@@ -19,7 +19,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators import discrete_sampling
+from tfp_vi_estimators import discrete_sampling, sampler
 from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators._internal.quasi_monte_carlo import (
     QuasiMonteCarlo,
@@ -54,6 +54,10 @@ class LossOptions:
       importance_sample_size: K, a Python int (or an integer `Tensor`).
       discrepancy_fn: the Csiszar function in log space.
       estimator: the resolved `GradientEstimator` object.
+      route: how the estimator's samples are drawn from this kind of
+        surrogate (`sampler.Route`, from `sampler.route_for`): iid as
+        `tfp.vi`, keeping the pre-image, randomized QMC, discrete couplings,
+        or one draw per mixture component.
       sampling: `None` for iid draws (as `tfp.vi`), or the
         `QuasiMonteCarlo` option (`sampling='rqmc'`).
       name: the name scope of the loss's ops.
@@ -63,6 +67,7 @@ class LossOptions:
     importance_sample_size: int | tf.Tensor
     discrepancy_fn: Callable
     estimator: GradientEstimator
+    route: sampler.Route
     sampling: QuasiMonteCarlo | None = None
     name: str = "monte_carlo_variational_loss"
 
@@ -127,6 +132,11 @@ class LossConfig:
     def estimator(self):
         """The resolved `GradientEstimator`."""
         return self.options.estimator
+
+    @property
+    def route(self):
+        """The `sampler.Route` the samples are drawn by."""
+        return self.options.route
 
     @property
     def sampling(self):
@@ -208,12 +218,17 @@ def check_options(
     """The loss's options, checked against `surrogate_posterior`; no tensor work.
 
     Resolves the gradient estimator, checks what its plan needs of the
-    surrogate and the sample sizes, and decides the sampling route.
+    surrogate and the sample sizes, and decides the sampling route
+    (`sampler.route_for`: from the surrogate's structure, so the options serve
+    every surrogate built the same way).
 
     Raises:
       TypeError, ValueError: naming the argument.
     """
     checks.check_distribution("surrogate_posterior", surrogate_posterior)
+    # Built once (a DeferredModule builds its distribution): every check and
+    # the route read the structure of this one distribution.
+    surrogate = as_distribution(surrogate_posterior)
     sample_size = checks.check_positive_integer(
         "sample_size", sample_size, integral_floats=True
     )
@@ -223,18 +238,19 @@ def check_options(
     checks.check_callable("discrepancy_fn", discrepancy_fn)
     checks.check_name(name)
     estimator = resolve_gradient_estimator(
-        gradient_estimator, use_reparameterization, surrogate_posterior
+        gradient_estimator, use_reparameterization, surrogate
     )
-    _check_plan(estimator, surrogate_posterior, sample_size, importance_sample_size)
+    _check_plan(estimator, surrogate, sample_size, importance_sample_size)
     _check_discrepancy(estimator, discrepancy_fn)
     sampling = _check_sampling(
-        sampling, estimator, surrogate_posterior, sample_size, importance_sample_size
+        sampling, estimator, surrogate, sample_size, importance_sample_size
     )
     return LossOptions(
         sample_size=sample_size,
         importance_sample_size=importance_sample_size,
         discrepancy_fn=discrepancy_fn,
         estimator=estimator,
+        route=sampler.route_for(estimator.plan, surrogate, sampling),
         sampling=sampling,
         name=name or "monte_carlo_variational_loss",
     )
@@ -244,7 +260,6 @@ def _check_plan(estimator, surrogate, sample_size, importance_sample_size):
     """What the estimator's plan needs of the surrogate and the sample sizes."""
     plan = estimator.plan
     if plan.layout is Layout.ONE_PER_COMPONENT:
-        surrogate = as_distribution(surrogate)
         if not isinstance(surrogate, tfp.distributions.MixtureSameFamily):
             raise ValueError(
                 f"{estimator.name} needs a tfd.MixtureSameFamily "
@@ -255,7 +270,7 @@ def _check_plan(estimator, surrogate, sample_size, importance_sample_size):
         _check_reparameterization(estimator, surrogate)
     else:
         discrete_sampling.check_surrogate(estimator, surrogate, sample_size)
-    estimator.check_surrogate(as_distribution(surrogate))
+    estimator.check_surrogate(surrogate)
     checks.check_positive_integer(
         "importance_sample_size",
         importance_sample_size,
@@ -280,7 +295,7 @@ def _check_reparameterization(estimator, surrogate):
     if needs is Needs.FULL and not all(reparameterized):
         missing = "is not fully reparameterized"
     elif needs is Needs.PARTIAL and not isinstance(
-        as_distribution(surrogate), tfp.distributions.JointDistribution
+        surrogate, tfp.distributions.JointDistribution
     ):
         missing = "is not a JointDistribution of reparameterized and other parts"
     elif needs is Needs.PARTIAL and not any(reparameterized):
@@ -363,7 +378,7 @@ def _check_sampling(
     if reason is not None:
         raise ValueError(
             f"`sampling={sampling!r}` cannot serve `surrogate_posterior` "
-            f"({type(as_distribution(surrogate)).__name__}): {reason}. Use "
+            f"({type(surrogate).__name__}): {reason}. Use "
             "`sampling='iid'`."
         )
     return sampling

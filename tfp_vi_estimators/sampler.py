@@ -1,9 +1,9 @@
 """The one place samples are drawn: plan + surrogate + seed -> a frozen `Draw`.
 
-An estimator states what it needs as a `SamplingPlan`; `draw` turns that plan
-into samples laid out as the plan says (with their path gradient kept,
+An estimator states what it needs as a `SamplingPlan`; the sampler turns that
+plan into samples laid out as the plan says (with their path gradient kept,
 stopped, or scalable by the estimator through a port,
-`estimators/gradient_scale.py`) and the log-densities the estimator reads. New ways of drawing plug in here.
+`estimators/gradient_scale.py`) and the log-densities the estimator reads.
 
 ```none
 layout DRAWS_FIRST:       z ~ q, shape [S * K] + batch + event    (tfp.vi's order)
@@ -14,21 +14,32 @@ layout ONE_PER_COMPONENT: z_c ~ q_c for every mixture component,
 
 Densities come back arranged `[S, K] + batch` (`[S, C] + batch` per component).
 
-`log q_{stop(phi)}` (`Density.STOPPED_PARAMETERS`) of a bijector-transformed
-surrogate is read from the sample's pre-image, which the sampler keeps while
-drawing the same samples as `tfp.vi` (`_internal/pre_image.py`: no forward
-triangular solve for affine maps, one `log_prob` differentiated in the samples
-only for other bijectors), and so is that of a distribution that draws
-through a pre-image of its own and offers the hook described there (the
-relaxed straight-through distributions); other surrogates, and a stopped
-copy the user passed, go through `stopped_surrogate.stopped_log_prob_fn`. With
-`sampling=QuasiMonteCarlo()` the base noise is a randomized Sobol' point set
-pushed through the surrogate's reparameterization
-(`_internal/quasi_monte_carlo.py`). A plan with `discrete` draws (antithetic
-groups, relaxations drawn given the values, Rao-Blackwellised straight-through
-samples) is drawn by `discrete_sampling.py`.
+How to draw is decided once, when the loss's options are checked
+(`route_for`, kept in `loss_config.LossOptions.route`), from the plan and the
+surrogate's structure; each evaluation then follows its `Route`:
+
+```none
+IidRoute             iid draws as tfp.vi makes them; log q_{stop(phi)} from a
+                     stopped copy (stopped_surrogate.stopped_log_prob_fn)
+PreImageRoute        tfp.vi's samples, drawn keeping their pre-image, from
+                     which log q_{stop(phi)} is read (_internal/pre_image.py:
+                     no forward triangular solve for affine maps, one log_prob
+                     differentiated in the samples only for other bijectors;
+                     also distributions that offer a pre-image hook, the
+                     relaxed straight-through distributions)
+QuasiMonteCarloRoute randomized Sobol' base noise pushed through the
+                     surrogate's reparameterization (_internal/quasi_monte_carlo.py)
+DiscreteRoute        antithetic groups, relaxations drawn given the values,
+                     Rao-Blackwellised straight-through samples
+                     (discrete_sampling.py)
+EachComponentRoute   one draw per mixture component (iid or randomized QMC)
+```
+
+A stopped copy the user passes is used as given on every route. New ways of
+drawing plug in here, as a new `Route`.
 """
 
+import abc
 import dataclasses
 from typing import Any
 
@@ -48,7 +59,18 @@ from tfp_vi_estimators.estimators.plan import (
 )
 from tfp_vi_estimators.stopped_surrogate import stopped_log_prob_fn
 
-__all__ = ["Draw", "draw", "per_particle"]
+__all__ = [
+    "DiscreteRoute",
+    "Draw",
+    "EachComponentRoute",
+    "IidRoute",
+    "PreImageRoute",
+    "QuasiMonteCarloRoute",
+    "Route",
+    "draw",
+    "per_particle",
+    "route_for",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,80 +122,223 @@ def draw(
     seed,
     sampling=None,
 ) -> Draw:
-    """Draws by `plan` from `surrogate`; see the module docstring.
+    """Draws by `plan` from `surrogate`: `route_for(...).draw(...)`.
+
+    For one draw; a loss evaluated many times decides its route once
+    (`loss_config.check_options`) and calls `Route.draw`.
+    """
+    route = route_for(plan, surrogate, sampling)
+    return route.draw(
+        surrogate, stopped_surrogate, sample_size, importance_sample_size, seed
+    )
+
+
+def route_for(plan: SamplingPlan, surrogate, sampling=None) -> "Route":
+    """The `Route` that draws by `plan` from surrogates built as `surrogate`.
+
+    Decided from the plan and the surrogate's structure (its family, its
+    bijectors, its static shapes), never its parameter values, so the route of
+    the first surrogate serves every surrogate rebuilt the same way (a fit's
+    steps, a Keras model's batches).
 
     `sampling` is `None` (iid draws, as `tfp.vi`) or a
     `quasi_monte_carlo.QuasiMonteCarlo` (randomized Sobol' base noise pushed
     through the surrogate's reparameterization; `Layout.DRAWS_FIRST` and
-    `Layout.ONE_PER_COMPONENT`, checked by `loss_config`).
+    `Layout.ONE_PER_COMPONENT` with `Needs.FULL`, checked by `loss_config`).
     """
     if plan.layout is Layout.ONE_PER_COMPONENT:
-        return _draw_from_each_component(
-            plan, surrogate, stopped_surrogate, sample_size, seed, sampling
-        )
+        return EachComponentRoute(plan, quasi_monte_carlo=sampling is not None)
     if plan.discrete is not None:
-        return _draw_discrete(
-            plan, surrogate, sample_size, importance_sample_size, seed
-        )
-    if plan.layout is Layout.PARTICLES_FIRST:
-        sample_shape = [importance_sample_size, sample_size]
-    else:
-        sample_shape = [sample_size * importance_sample_size]
-    drawn, log_q, non_reparameterized, with_pre_image = _sample_by(
-        plan, surrogate, stopped_surrogate, sample_shape, seed, sampling
-    )
-    samples, with_pre_image, scale_port = _keep_path_gradient(
-        plan,
-        drawn,
-        with_pre_image,
-        lambda: _port_spec(log_q, sample_size, importance_sample_size),
-    )
-    computed = {
-        Density.SURROGATE: lambda: log_q,
-        Density.STOPPED_PARAMETERS: lambda: _stopped_parameters(
-            surrogate, stopped_surrogate, with_pre_image, samples
-        ),
-        Density.STOPPED_SAMPLE: lambda: surrogate.log_prob(
-            tf.nest.map_structure(tf.stop_gradient, drawn)
-        ),
-        Density.NON_REPARAMETERIZED: lambda: non_reparameterized,
-    }
-    log_densities = LogDensities(
-        **{
-            d.value: per_particle(computed[d](), plan.layout, importance_sample_size)
-            for d in _ordered(plan.densities)
-        },
-        sites=None if plan.sites is None else plan.sites(surrogate, samples),
-        scale_port=scale_port,
-    )
-    spec = tf.TensorSpec(log_q.shape, log_q.dtype)
-    return Draw(samples, log_densities, spec, plan.layout, importance_sample_size)
-
-
-def _sample_by(plan, surrogate, stopped_surrogate, sample_shape, seed, sampling):
-    """Samples, `log q`, the non-reparameterized share, and the pre-image kept."""
+        return DiscreteRoute(plan)
     if sampling is not None:
-        drawn, log_q, with_pre_image = quasi_monte_carlo.sample(
-            surrogate, sample_shape[0], seed
-        )
-        if stopped_surrogate is not None:
-            with_pre_image = None  # the user's stopped copy is used as given
-        return drawn, log_q, None, with_pre_image
-    if _reads_pre_image(plan, surrogate, stopped_surrogate):
-        drawn = pre_image.sample_with_pre_image(surrogate, sample_shape, seed)
-        return drawn.samples, drawn.log_prob, None, drawn
-    return (*_sample(plan, surrogate, sample_shape, seed), None)
+        return QuasiMonteCarloRoute(plan)
+    if _reads_pre_image(plan, surrogate):
+        return PreImageRoute(plan)
+    return IidRoute(plan)
 
 
-def _reads_pre_image(plan, surrogate, stopped_surrogate):
-    """Whether `log q_{stop(phi)}` is read from the samples' pre-image."""
+def _reads_pre_image(plan, surrogate):
+    """Whether `log q_{stop(phi)}` can be read from the samples' pre-image."""
     return (
         Density.STOPPED_PARAMETERS in plan.densities
         and plan.path_gradient is not PathGradient.STOPPED
         and plan.needs is Needs.FULL
-        and stopped_surrogate is None
         and pre_image.has_pre_image(surrogate)
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Route(abc.ABC):
+    """How the samples of one `plan` are drawn; chosen once by `route_for`.
+
+    Attributes:
+      plan: the estimator's `SamplingPlan`.
+    """
+
+    plan: SamplingPlan
+
+    @abc.abstractmethod
+    def draw(
+        self, surrogate, stopped_surrogate, sample_size, importance_sample_size, seed
+    ) -> Draw:
+        """The `Draw` of `sample_size` x `importance_sample_size` samples.
+
+        `stopped_surrogate` is the user's stopped copy of `surrogate`, or
+        `None` (the route then reads `log q_{stop(phi)}` from the pre-image, or
+        builds a stopped copy: `stopped_surrogate.stopped_log_prob_fn`).
+        """
+
+
+@dataclasses.dataclass(frozen=True)
+class _ContinuousRoute(Route):
+    """Layouts `DRAWS_FIRST` and `PARTICLES_FIRST`; subclasses say how the
+    samples and their `log q` are drawn (`_sample`)."""
+
+    def draw(
+        self, surrogate, stopped_surrogate, sample_size, importance_sample_size, seed
+    ) -> Draw:
+        plan = self.plan
+        if plan.layout is Layout.PARTICLES_FIRST:
+            sample_shape = [importance_sample_size, sample_size]
+        else:
+            sample_shape = [sample_size * importance_sample_size]
+        drawn, log_q, non_reparameterized, with_pre_image = self._sample(
+            surrogate, sample_shape, seed
+        )
+        if stopped_surrogate is not None:
+            with_pre_image = None  # the user's stopped copy is used as given
+        samples, with_pre_image, scale_port = _keep_path_gradient(
+            plan,
+            drawn,
+            with_pre_image,
+            lambda: _port_spec(log_q, sample_size, importance_sample_size),
+        )
+        computed = {
+            Density.SURROGATE: lambda: log_q,
+            Density.STOPPED_PARAMETERS: lambda: _stopped_parameters(
+                surrogate, stopped_surrogate, with_pre_image, samples
+            ),
+            Density.STOPPED_SAMPLE: lambda: surrogate.log_prob(
+                tf.nest.map_structure(tf.stop_gradient, drawn)
+            ),
+            Density.NON_REPARAMETERIZED: lambda: non_reparameterized,
+        }
+        log_densities = LogDensities(
+            **{
+                d.value: per_particle(
+                    computed[d](), plan.layout, importance_sample_size
+                )
+                for d in _ordered(plan.densities)
+            },
+            sites=None if plan.sites is None else plan.sites(surrogate, samples),
+            scale_port=scale_port,
+        )
+        spec = tf.TensorSpec(log_q.shape, log_q.dtype)
+        return Draw(samples, log_densities, spec, plan.layout, importance_sample_size)
+
+    @abc.abstractmethod
+    def _sample(self, surrogate, sample_shape, seed):
+        """`(samples, log q, non-reparameterized share or None, pre-image or None)`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IidRoute(_ContinuousRoute):
+    """Independent draws as `tfp.vi` makes them; a stopped copy's `log_prob`
+    for `log q_{stop(phi)}`."""
+
+    def _sample(self, surrogate, sample_shape, seed):
+        return (*_sample(self.plan, surrogate, sample_shape, seed), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreImageRoute(_ContinuousRoute):
+    """`tfp.vi`'s samples, drawn keeping their pre-image, from which
+    `log q_{stop(phi)}` is read (`_internal/pre_image.py`)."""
+
+    def _sample(self, surrogate, sample_shape, seed):
+        drawn = pre_image.sample_with_pre_image(surrogate, sample_shape, seed)
+        return drawn.samples, drawn.log_prob, None, drawn
+
+
+@dataclasses.dataclass(frozen=True)
+class QuasiMonteCarloRoute(_ContinuousRoute):
+    """Randomized Sobol' base noise pushed through the surrogate's
+    reparameterization (`_internal/quasi_monte_carlo.py`), keeping the
+    pre-image where the surrogate has one."""
+
+    def _sample(self, surrogate, sample_shape, seed):
+        drawn, log_q, with_pre_image = quasi_monte_carlo.sample(
+            surrogate, sample_shape[0], seed
+        )
+        return drawn, log_q, None, with_pre_image
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscreteRoute(Route):
+    """Discrete parts drawn as `plan.discrete` says (`discrete_sampling.py`):
+    antithetic groups, relaxations given the values, straight-through samples."""
+
+    def draw(
+        self, surrogate, stopped_surrogate, sample_size, importance_sample_size, seed
+    ) -> Draw:
+        del stopped_surrogate  # the discrete estimators read no stopped density
+        samples, log_q, parts = discrete_sampling.draw(
+            self.plan, surrogate, sample_size, importance_sample_size, seed
+        )
+        log_densities = LogDensities(
+            surrogate=per_particle(log_q, Layout.DRAWS_FIRST, importance_sample_size),
+            discrete=parts,
+        )
+        spec = tf.TensorSpec(log_q.shape, log_q.dtype)
+        return Draw(
+            samples, log_densities, spec, Layout.DRAWS_FIRST, importance_sample_size
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EachComponentRoute(Route):
+    """One reparameterized draw per mixture component: `[S, C] + batch + event`
+    (`quasi_monte_carlo`: each component's S draws a randomized Sobol' net).
+
+    Attributes:
+      quasi_monte_carlo: draw the components' base noise by randomized QMC.
+    """
+
+    quasi_monte_carlo: bool = False
+
+    def draw(
+        self, surrogate, stopped_surrogate, sample_size, importance_sample_size, seed
+    ) -> Draw:
+        del importance_sample_size  # one particle per component (checked)
+        samples = self._components_sample(surrogate, sample_size, seed)
+        log_pi = tf.math.log_softmax(
+            surrogate.mixture_distribution.logits_parameter(), axis=-1
+        )  # batch + [C]
+        computed = {
+            Density.STOPPED_PARAMETERS: lambda: stopped_log_prob_fn(
+                surrogate, stopped_surrogate
+            )(samples),
+            Density.COMPONENT_LOG_WEIGHTS: lambda: tf.expand_dims(
+                tf.experimental.numpy.moveaxis(log_pi, -1, 0), 0
+            ),
+        }
+        log_densities = LogDensities(
+            **{d.value: computed[d]() for d in _ordered(self.plan.densities)}
+        )
+        batch_rank = surrogate.batch_shape.rank
+        spec = tf.TensorSpec(samples.shape[: 2 + batch_rank], samples.dtype)
+        return Draw(samples, log_densities, spec, self.plan.layout, 1)
+
+    def _components_sample(self, surrogate, sample_size, seed):
+        """`[S, C] + batch + event`: S draws of every component."""
+        if self.quasi_monte_carlo:
+            drawn = quasi_monte_carlo.sample_each_component(
+                surrogate, sample_size, seed
+            )
+        else:
+            drawn = surrogate.components_distribution.sample([sample_size], seed=seed)
+        # [S] + batch + [C] + event -> [S, C] + batch + event
+        return tf.experimental.numpy.moveaxis(drawn, 1 + surrogate.batch_shape.rank, 1)
 
 
 def _stopped_parameters(surrogate, stopped_surrogate, with_pre_image, samples):
@@ -249,48 +414,3 @@ def _keep_path_gradient(plan, drawn, with_pre_image, port_spec):
     # straight-through sample's) is scaled the same way.
     with_pre_image = pre_image.with_path_transform(with_pre_image, scalable)
     return samples, with_pre_image, tf.add_n(ports)
-
-
-def _draw_discrete(plan, surrogate, sample_size, importance_sample_size, seed):
-    """Discrete parts drawn as `plan.discrete` says (`discrete_sampling.py`)."""
-    samples, log_q, parts = discrete_sampling.draw(
-        plan, surrogate, sample_size, importance_sample_size, seed
-    )
-    log_densities = LogDensities(
-        surrogate=per_particle(log_q, Layout.DRAWS_FIRST, importance_sample_size),
-        discrete=parts,
-    )
-    spec = tf.TensorSpec(log_q.shape, log_q.dtype)
-    return Draw(
-        samples, log_densities, spec, Layout.DRAWS_FIRST, importance_sample_size
-    )
-
-
-def _draw_from_each_component(
-    plan, surrogate, stopped_surrogate, sample_size, seed, sampling=None
-):
-    """One reparameterized draw per mixture component: `[S, C] + batch + event`
-    (with `sampling`, each component's S draws a randomized Sobol' net)."""
-    batch_rank = surrogate.batch_shape.rank
-    if sampling is not None:
-        drawn = quasi_monte_carlo.sample_each_component(surrogate, sample_size, seed)
-    else:
-        drawn = surrogate.components_distribution.sample([sample_size], seed=seed)
-    # [S] + batch + [C] + event -> [S, C] + batch + event
-    samples = tf.experimental.numpy.moveaxis(drawn, 1 + batch_rank, 1)
-    log_pi = tf.math.log_softmax(
-        surrogate.mixture_distribution.logits_parameter(), axis=-1
-    )  # batch + [C]
-    computed = {
-        Density.STOPPED_PARAMETERS: lambda: stopped_log_prob_fn(
-            surrogate, stopped_surrogate
-        )(samples),
-        Density.COMPONENT_LOG_WEIGHTS: lambda: tf.expand_dims(
-            tf.experimental.numpy.moveaxis(log_pi, -1, 0), 0
-        ),
-    }
-    log_densities = LogDensities(
-        **{d.value: computed[d]() for d in _ordered(plan.densities)}
-    )
-    spec = tf.TensorSpec(samples.shape[: 2 + batch_rank], samples.dtype)
-    return Draw(samples, log_densities, spec, plan.layout, 1)

@@ -3,7 +3,7 @@
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from tfp_vi_estimators import sampler, targets
+from tfp_vi_estimators import targets
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.estimators.base import LossEvaluation
 from tfp_vi_estimators.loss_config import LossConfig, check_arguments
@@ -153,14 +153,12 @@ def evaluate(config: LossConfig, seed=None) -> LossEvaluation:
     """The loss for `seed`, with the draw it came from (for training steps)."""
     with tf.name_scope(config.name):
         sample_seed, target_seed = tfp.random.split_seed(seed, 2)  # 2. split seed
-        draw = sampler.draw(  # 3. draw by the estimator's plan
-            config.estimator.plan,
+        draw = config.route.draw(  # 3. draw by the route decided in the checks
             config.surrogate_posterior,
             config.stopped_surrogate_posterior,
             config.sample_size,
             config.importance_sample_size,
             sample_seed,
-            sampling=config.sampling,
         )
         target_log_prob = targets.call_target(  # 4. call the target
             config.target_log_prob_fn, draw.samples, target_seed
