@@ -368,10 +368,7 @@ class SurrogatePosteriorModel(VariationalModel):
         object.__setattr__(self, "_packed_inputs", ())
         # keras.Variable adopts a tf.Variable it is given (same handle), so the
         # optimizer's updates land in the distribution's own variables.
-        self.variational_variables = [
-            keras.Variable(v, name=_keras_name(v), trainable=True)
-            for v in unique_variables(trainable_variables)
-        ]
+        self.variational_variables = _adopted(trainable_variables)
         self.built = True
 
     def variational_problem(self, data, training=False):
@@ -387,33 +384,6 @@ class SurrogatePosteriorModel(VariationalModel):
 
     def test_step(self, data):
         return super().test_step(_unpacked_rows(data, self._batch_layout))
-
-    def _keras_input(self, x, kwargs):
-        """`x` and `validation_data` as handed to Keras' `fit` / `evaluate`.
-
-        Under a distribution strategy, a dataset of structured batches (such
-        as `(features, labels)`) goes to Keras packed, each example one row
-        of int32 (`_packed_rows`), and `train_step` / `test_step` unpack it
-        exactly: Keras 3's `fit` and `evaluate` reduce a first batch across
-        replicas with `strategy.reduce`, which under a multi-worker
-        `MultiWorkerMirroredStrategy` fails on a structure ("Attempt to
-        convert a value ... PerReplica to a Tensor"; see
-        tests/test_keras_multi_worker.py) but works on one tensor.
-        """
-        if any(x is packed for packed in self._packed_inputs):
-            return x, kwargs  # `fit`'s validation data, already packed
-        layout = None if self._single_device else _row_layout(x)
-        if layout != self._batch_layout:  # steps traced for another layout
-            object.__setattr__(self, "_batch_layout", layout)
-            self.train_function = self.test_function = None
-        if layout is not None:
-            x = _packed_rows(x, layout)
-            if kwargs.get("validation_data") is not None:
-                kwargs["validation_data"] = _packed_rows(
-                    kwargs["validation_data"], layout
-                )
-        object.__setattr__(self, "_packed_inputs", (x, kwargs.get("validation_data")))
-        return x, kwargs
 
     def stopped_surrogate_posterior(self, data, surrogate_posterior):
         return self._stopped_surrogate_posterior
@@ -440,7 +410,7 @@ class SurrogatePosteriorModel(VariationalModel):
             x = self.dummy_dataset()
             kwargs.setdefault("shuffle", False)
             self._fitting_without_data = True
-        x, kwargs = self._keras_input(x, kwargs)
+        x, kwargs = _keras_input(self, x, kwargs)
         try:
             return super().fit(x, y, **kwargs)
         finally:
@@ -455,6 +425,9 @@ class SurrogatePosteriorModel(VariationalModel):
         steps in a `tf.while_loop`, without Keras' iterator, `Optional` and
         nested-function plumbing around every step. Steps, seeds, metrics and
         callbacks are Keras': the same values, in the same order.
+
+        Public Keras API (Keras 3 has users call it with `force=True`; Keras 2
+        documented overriding it), its contract kept.
         """
         if self.train_function is not None and not force:
             return self.train_function
@@ -471,7 +444,7 @@ class SurrogatePosteriorModel(VariationalModel):
         if x is None and y is None:
             kwargs.setdefault("steps", 1)
             x = self.dummy_dataset()
-        x, kwargs = self._keras_input(x, kwargs)
+        x, kwargs = _keras_input(self, x, kwargs)
         return super().evaluate(x, y, **kwargs)
 
     def dummy_dataset(self):
@@ -646,6 +619,42 @@ def _is_multi_worker(strategy):
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
         strategy.cluster_resolver.cluster_spec().as_dict()
     )
+
+
+def _keras_input(model, x, kwargs):
+    """A model's `x` and `validation_data` as handed to Keras' `fit` / `evaluate`.
+
+    Under a distribution strategy, a dataset of structured batches (such
+    as `(features, labels)`) goes to Keras packed, each example one row
+    of int32 (`_packed_rows`), and `train_step` / `test_step` unpack it
+    exactly: Keras 3's `fit` and `evaluate` reduce a first batch across
+    replicas with `strategy.reduce`, which under a multi-worker
+    `MultiWorkerMirroredStrategy` fails on a structure ("Attempt to
+    convert a value ... PerReplica to a Tensor"; see
+    tests/test_keras_multi_worker.py) but works on one tensor. (Keras 3.15.1,
+    keras/src/backend/tensorflow/trainer.py: `fit` and `evaluate` call
+    `_maybe_symbolic_build(iterator=...)`, which passes the first batch,
+    whatever its structure, to `strategy.reduce("MEAN", ..., axis=None)`.)
+    """
+    if any(x is packed for packed in model._packed_inputs):
+        return x, kwargs  # `fit`'s validation data, already packed
+    layout = None if model._single_device else _row_layout(x)
+    if layout != model._batch_layout:  # steps traced for another layout
+        object.__setattr__(model, "_batch_layout", layout)
+        model.train_function = model.test_function = None
+    validation_data = kwargs.get("validation_data")
+    if layout is not None:
+        x = _packed_rows(x, layout)
+        if validation_data is not None:
+            if _row_layout(validation_data) != layout:
+                raise ValueError(
+                    "Under a distribution strategy `validation_data` must be a "
+                    "tf.data.Dataset of batches structured as those of `x`; got "
+                    f"{validation_data!r}."
+                )
+            kwargs["validation_data"] = _packed_rows(validation_data, layout)
+    object.__setattr__(model, "_packed_inputs", (x, kwargs.get("validation_data")))
+    return x, kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -884,6 +893,14 @@ def _checked_trainable_variables(trainable_variables, target_log_prob_fn, surrog
             "`trainable_variables`."
         )
     return trainable_variables
+
+
+def _adopted(trainable_variables):
+    """Keras variables adopting the `tf.Variable`s (the same storage, not copies)."""
+    return [
+        keras.Variable(v, name=_keras_name(v), trainable=True)
+        for v in unique_variables(trainable_variables)
+    ]
 
 
 def _keras_name(variable):
