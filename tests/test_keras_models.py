@@ -624,6 +624,20 @@ def test_structured_batches_under_a_strategy_reach_the_steps_unchanged():
     assert set(got[1]) == {"loss", "val_loss"}
 
 
+def test_validation_data_structured_unlike_x_is_refused_under_a_strategy():
+    (x, y), prior_log_prob, log_likelihood_fn, _ = _linear_regression(1000)
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        q, _, _ = _mean_field(2, 1.0)
+        model = keras_models.MinibatchSurrogatePosteriorModel(
+            prior_log_prob, log_likelihood_fn, q, num_examples=1000
+        )
+        model.compile(keras.optimizers.Adam(0.05))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(250, drop_remainder=True)
+    with pytest.raises(ValueError, match="`validation_data` must be"):
+        model.fit(dataset, validation_data=(x, y), verbose=0)
+    assert model.optimizer.iterations.numpy() == 0
+
+
 def test_packed_rows_round_trip_every_dtype_bit_for_bit():
     rng = np.random.default_rng(0)
     batch = {
