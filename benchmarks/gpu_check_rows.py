@@ -411,7 +411,7 @@ def tfp_vi_iwae(base):
             loss = tfp.vi.monte_carlo_variational_loss(
                 target_log_prob_fn,
                 surrogate,
-                importance_sample_size=self.importance_sample_size,
+                importance_sample_size=self.loss_settings.importance_sample_size,
                 gradient_estimator=tfp.vi.GradientEstimators.DOUBLY_REPARAMETERIZED,
                 stopped_surrogate_posterior=stopped_copy(surrogate),
                 seed=seed,

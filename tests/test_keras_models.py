@@ -597,6 +597,80 @@ def test_inconsistent_minibatches_are_refused_before_any_step(make_dataset, mess
         np.testing.assert_array_equal(v, b)
 
 
+def _minibatch_fit_variables(strategy):
+    """Variables after 4 seeded minibatch steps (and a validation pass)."""
+    (x, y), prior_log_prob, log_likelihood_fn, _ = _linear_regression(1000)
+    with strategy.scope():
+        q, _, _ = _mean_field(2, 1.0)
+        model = keras_models.MinibatchSurrogatePosteriorModel(
+            prior_log_prob, log_likelihood_fn, q, num_examples=1000, seed=3
+        )
+        model.compile(keras.optimizers.Adam(0.05))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(250, drop_remainder=True)
+    history = model.fit(dataset, validation_data=dataset, verbose=0)
+    loss = model.evaluate(dataset, verbose=0)
+    return [v.numpy() for v in model.trainable_variables], history.history, loss
+
+
+def test_structured_batches_under_a_strategy_reach_the_steps_unchanged():
+    # Under a strategy the model hands Keras each batch packed into one
+    # tensor (see `SurrogatePosteriorModel._keras_input`): a one-replica
+    # strategy must step, validate and evaluate exactly as no strategy does.
+    want = _minibatch_fit_variables(tf.distribute.get_strategy())
+    got = _minibatch_fit_variables(tf.distribute.MirroredStrategy(["/cpu:0"]))
+    for g, w in zip(got[0], want[0], strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert got[1] == want[1] and got[2] == want[2]
+    assert set(got[1]) == {"loss", "val_loss"}
+
+
+def test_validation_data_structured_unlike_x_is_refused_under_a_strategy():
+    (x, y), prior_log_prob, log_likelihood_fn, _ = _linear_regression(1000)
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        q, _, _ = _mean_field(2, 1.0)
+        model = keras_models.MinibatchSurrogatePosteriorModel(
+            prior_log_prob, log_likelihood_fn, q, num_examples=1000
+        )
+        model.compile(keras.optimizers.Adam(0.05))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(250, drop_remainder=True)
+    with pytest.raises(ValueError, match="`validation_data` must be"):
+        model.fit(dataset, validation_data=(x, y), verbose=0)
+    assert model.optimizer.iterations.numpy() == 0
+
+
+def test_packed_rows_round_trip_every_dtype_bit_for_bit():
+    rng = np.random.default_rng(0)
+    batch = {
+        "f32": np.array([[np.nan, -np.inf], [-0.0, 1e-40]], np.float32),
+        "f64": rng.normal(size=[2, 3]),
+        "f16": rng.normal(size=[2]).astype(np.float16),
+        "bf16": tf.cast(rng.normal(size=[2, 1]), tf.bfloat16),
+        "i8": np.array([-128, 127], np.int8),
+        "u16": np.array([[0, 65535]] * 2, np.uint16),
+        "i64": np.array([-(2**62), 2**62 + 1], np.int64),
+        "bool": np.array([[True, False], [False, True]]),
+        "c128": np.array([1 + 2j, -3e300j]),
+        "nested": (np.arange(12, dtype=np.int32).reshape(2, 2, 3),),
+    }
+    dataset = tf.data.Dataset.from_tensors(batch)
+    layout = keras_models._row_layout(dataset)
+    packed = keras_models._packed_rows(dataset, layout)
+    assert packed.element_spec == tf.TensorSpec([2, 27], tf.int32)
+    unpacked = keras_models._unpacked_rows(next(iter(packed)), layout)
+    for got, want in zip(
+        tf.nest.flatten(unpacked), tf.nest.flatten(batch), strict=True
+    ):
+        want = np.asarray(want)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.numpy().tobytes() == want.tobytes()
+
+
+def test_unpackable_batch_parts_are_refused_naming_them():
+    dataset = tf.data.Dataset.from_tensors((tf.zeros([2, 1]), tf.constant(["a", "b"])))
+    with pytest.raises(TypeError, match="numeric or bool tensor"):
+        keras_models._row_layout(dataset)
+
+
 def test_minibatch_target_scales_the_batch_log_likelihood():
     # log p~(z; B) = log p(z) + N / |B| sum_{i in B} log p(x_i | z), and over
     # the N / |B| disjoint batches of one pass its mean is log p(z, x).

@@ -9,7 +9,10 @@ machine, each with its own `TF_CONFIG` (loopback ports), CPU only. The jobs:
   all-reduce, once its epoch-3 backup is written) and restarts the whole job
   on the same backup directory (`ChiefBackupAndRestore`, written by the chief
   only);
-- `minibatch`: a minibatch fit whose dataset Keras shards across the workers.
+- `minibatch`: a minibatch fit whose dataset Keras shards across the workers;
+- `plain_keras`: a plain Keras model fit on `(features, labels)` batches,
+  which still fails (the Keras bug that `keras_models` works around by
+  handing Keras each batch packed into one tensor).
 
 All values are compared exactly: every worker applies the same all-reduced
 gradient (a sum of two float32 values, the same in either order) to the same
@@ -20,6 +23,7 @@ uninterrupted job.
 
 import json
 import os
+import textwrap
 
 import numpy as np
 import pytest
@@ -33,6 +37,31 @@ KILL_AT_EPOCH = 3
 TIMEOUT_S = 300
 
 pytestmark = pytest.mark.slow
+
+# A plain Keras fit under MultiWorkerMirroredStrategy on batches that are a
+# structure. Keras 3's `fit` reduces a first batch with `strategy.reduce`
+# (TensorFlowTrainer._maybe_symbolic_build), which takes one tensor, not a
+# structure, once there are several workers.
+PLAIN_KERAS_JOB = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+    import keras, numpy as np, tensorflow as tf
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    features = np.ones([16, 3], np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((features, features[:, :1]))
+    with strategy.scope():
+        model = keras.Sequential([keras.Input([3]), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+    try:
+        model.fit(dataset.batch(4, drop_remainder=True), epochs=1, verbose=0)
+        error = None
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    with open(sys.argv[1].format(index=strategy.cluster_resolver.task_id), "w") as f:
+        json.dump({"error": error}, f)
+    """
+)
 
 
 def _start_job(directory, name, *args):
@@ -74,6 +103,7 @@ def _kill_chief_after_backup(job, backup_dir):
 def jobs(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("multi_worker"))
     backup_dir = os.path.join(directory, "backup")
+    plain_keras_output = os.path.join(directory, "plain_keras-{index}.json")
     uninterrupted = _start_job(
         directory, "uninterrupted", "--backup-dir", os.path.join(directory, "b0")
     )
@@ -93,12 +123,16 @@ def jobs(tmp_path_factory):
         "--minibatch",
         "100",
     )
+    plain_keras = start_job("-c", WORKERS, [PLAIN_KERAS_JOB, plain_keras_output])
     worker_exit = _kill_chief_after_backup(killed, backup_dir)
     backed_up_epoch = _backed_up_epoch(backup_dir)
     resumed = _start_job(directory, "resumed", "--backup-dir", backup_dir)
     return dict(
         uninterrupted=_summaries(uninterrupted),
         minibatch=_summaries(minibatch),
+        plain_keras=_summaries(
+            (plain_keras, [plain_keras_output.format(index=i) for i in range(WORKERS)])
+        ),
         worker_exit=worker_exit,
         backed_up_epoch=backed_up_epoch,
         resumed=_summaries(resumed),
@@ -131,3 +165,15 @@ def test_killed_job_resumes_from_the_chiefs_backup_and_ends_where_uninterrupted(
         assert summary["loss"] == expected["loss"][KILL_AT_EPOCH:]
     # The chief deletes its backup when training ends.
     assert not jobs["backup_left"]
+
+
+def test_keras_still_fails_to_fit_structured_batches_on_several_workers(jobs):
+    # When this fails, Keras fits `(features, labels)` batches under a
+    # multi-worker strategy: drop the packing of `keras_models`
+    # (`SurrogatePosteriorModel._keras_input`, `_packed_rows`) and this test.
+    for summary in jobs["plain_keras"]:
+        assert summary["error"] is not None, (
+            "Keras now fits structured batches on several workers: remove the "
+            "workaround in keras_models (SurrogatePosteriorModel._keras_input)."
+        )
+        assert "PerReplica" in summary["error"] and "to a Tensor" in summary["error"]

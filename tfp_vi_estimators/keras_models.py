@@ -31,16 +31,24 @@ grad[t]    = 1/R sum_r grad loss[t, r]              # all-reduced by the optimiz
 This module needs Keras 3 with the TensorFlow backend.
 """
 
+import dataclasses
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfp_vi_estimators import minibatch, psis
 from tfp_vi_estimators._internal import checks
 from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
 from tfp_vi_estimators.csiszar import kl_reverse
-from tfp_vi_estimators.loss_config import LossConfig, Problem, check_sampling_kind
+from tfp_vi_estimators.loss_config import (
+    LossConfig,
+    Problem,
+    check_sampling_kind,
+)
 from tfp_vi_estimators.training_step import (
     EstimatorStateVariables,
     StepState,
@@ -52,6 +60,7 @@ from tfp_vi_estimators.variational_loss import check_arguments, evaluate, evalua
 
 __all__ = [
     "ChiefBackupAndRestore",
+    "LossSettings",
     "MinibatchSurrogatePosteriorModel",
     "PSISReport",
     "SurrogatePosteriorModel",
@@ -71,6 +80,47 @@ def _check_keras():
 
 
 _check_keras()
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSettings:
+    """A Keras model's loss options, checked when the model is constructed.
+
+    The model's keywords `sample_size`, `importance_sample_size`,
+    `discrepancy_fn`, `gradient_estimator` and `sampling` (as for
+    `monte_carlo_variational_loss`), kept as one frozen value
+    (`model.loss_settings`). What needs a surrogate (the estimator's choice
+    and its demands, the sampling route) is checked by `loss_config`, against
+    the surrogate of a batch, when a step is traced.
+
+    Raises:
+      TypeError, ValueError: for a bad option, naming it.
+    """
+
+    sample_size: int = 1
+    importance_sample_size: int = 1
+    discrepancy_fn: Callable = kl_reverse
+    gradient_estimator: Any = None
+    sampling: Any = "iid"
+
+    def __post_init__(self):
+        checks.check_positive_integer("sample_size", self.sample_size)
+        checks.check_positive_integer(
+            "importance_sample_size", self.importance_sample_size
+        )
+        checks.check_callable("discrepancy_fn", self.discrepancy_fn)
+        check_sampling_kind(self.sampling)
+
+    def loss_config(
+        self, target_log_prob_fn, surrogate_posterior, stopped_surrogate_posterior=None
+    ) -> LossConfig:
+        """The checked `LossConfig` of these options for one problem."""
+        return check_arguments(
+            target_log_prob_fn,
+            surrogate_posterior,
+            stopped_surrogate_posterior=stopped_surrogate_posterior,
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+        )
 
 
 class _SeedStream:
@@ -153,18 +203,17 @@ class VariationalModel(_SeedStream, keras.Model):
         sampling="iid",
         **kwargs,
     ):
-        checks.check_positive_integer("sample_size", sample_size)
-        checks.check_positive_integer("importance_sample_size", importance_sample_size)
-        checks.check_callable("discrepancy_fn", discrepancy_fn)
-        check_sampling_kind(sampling)  # the rest when the surrogate is built
+        settings = LossSettings(
+            sample_size=sample_size,
+            importance_sample_size=importance_sample_size,
+            discrepancy_fn=discrepancy_fn,
+            gradient_estimator=gradient_estimator,
+            sampling=sampling,
+        )
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"`seed` must be None or a Python int; got {seed!r}.")
         super().__init__(**kwargs)
-        self.sample_size = sample_size
-        self.importance_sample_size = importance_sample_size
-        self.discrepancy_fn = discrepancy_fn
-        self.gradient_estimator = gradient_estimator
-        self.sampling = sampling
+        self.loss_settings = settings
         self.seed_generator = keras.random.SeedGenerator(seed, name="step_seed")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         # Not a Keras-tracked attribute: created at the first step, restarted
@@ -214,18 +263,8 @@ class VariationalModel(_SeedStream, keras.Model):
         (and the estimator resolved) here, once per traced step: in `fit` this
         runs when the step is traced, not at every step it executes.
         """
-        target_log_prob_fn, surrogate_posterior, stopped = _problem_in_float32(
-            self, data, training
-        )
-        return check_arguments(
-            target_log_prob_fn,
-            surrogate_posterior,
-            sample_size=self.sample_size,
-            importance_sample_size=self.importance_sample_size,
-            discrepancy_fn=self.discrepancy_fn,
-            gradient_estimator=self.gradient_estimator,
-            stopped_surrogate_posterior=stopped,
-            sampling=self.sampling,
+        return self.loss_settings.loss_config(
+            *_problem_in_float32(self, data, training)
         )
 
     def train_step(self, data):
@@ -309,53 +348,42 @@ class SurrogatePosteriorModel(VariationalModel):
         stopped_surrogate_posterior=None,
         **loss_options,
     ):
-        # Every check the loss makes, now rather than at the first step.
-        loss_config = check_arguments(
-            target_log_prob_fn,
-            surrogate_posterior,
-            stopped_surrogate_posterior=stopped_surrogate_posterior,
-            **{k: v for k, v in loss_options.items() if k in _LOSS_OPTIONS},
-        )
+        super().__init__(**loss_options)
+        # Every check the loss makes, now rather than at the first step; the
+        # surrogate is fixed, so are the checked options.
+        self._checked_options = self.loss_settings.loss_config(
+            target_log_prob_fn, surrogate_posterior, stopped_surrogate_posterior
+        ).options
         trainable_variables = _checked_trainable_variables(
             trainable_variables, target_log_prob_fn, surrogate_posterior
         )
-        super().__init__(**loss_options)
-        self._checked_loss_config = loss_config
         self.target_log_prob_fn = target_log_prob_fn
         self.surrogate_posterior = surrogate_posterior
         self._stopped_surrogate_posterior = stopped_surrogate_posterior
         # Keras records the strategy in scope at construction in the same way.
         self._single_device = not tf.distribute.has_strategy()
         self._fitting_without_data = False
+        # Not Keras-tracked: how data reaches Keras (see `_keras_input`).
+        object.__setattr__(self, "_batch_layout", None)
+        object.__setattr__(self, "_packed_inputs", ())
         # keras.Variable adopts a tf.Variable it is given (same handle), so the
         # optimizer's updates land in the distribution's own variables.
-        self.variational_variables = [
-            keras.Variable(v, name=_keras_name(v), trainable=True)
-            for v in unique_variables(trainable_variables)
-        ]
+        self.variational_variables = _adopted(trainable_variables)
         self.built = True
 
     def variational_problem(self, data, training=False):
         return self.target_log_prob_fn, self.surrogate_posterior
 
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # The model is built at construction and builds nothing from data;
-        # given the iterator, Keras 3 would reduce a first batch across
-        # replicas, which fails under MultiWorkerMirroredStrategy when the
-        # batch is a structure such as `(features, labels)` ("Attempt to
-        # convert a value ... PerReplica to a Tensor"). Still so in Keras
-        # 3.15.1: without this override the minibatch job of
-        # tests/test_keras_multi_worker.py fails. Keras offers no public way
-        # to skip that peek (it runs in `fit` before any hook).
-        super()._maybe_symbolic_build(iterator=None, data_batch=data_batch)
-
     def _loss_config(self, data, training=False):
         """The options checked at construction, with the float32 problem."""
-        target_log_prob_fn, surrogate_posterior, stopped = _problem_in_float32(
-            self, data, training
-        )
-        problem = Problem(target_log_prob_fn, surrogate_posterior, stopped)
-        return LossConfig(problem, self._checked_loss_config.options)
+        problem = Problem(*_problem_in_float32(self, data, training))
+        return LossConfig(problem, self._checked_options)
+
+    def train_step(self, data):
+        return super().train_step(_unpacked_rows(data, self._batch_layout))
+
+    def test_step(self, data):
+        return super().test_step(_unpacked_rows(data, self._batch_layout))
 
     def stopped_surrogate_posterior(self, data, surrogate_posterior):
         return self._stopped_surrogate_posterior
@@ -382,6 +410,7 @@ class SurrogatePosteriorModel(VariationalModel):
             x = self.dummy_dataset()
             kwargs.setdefault("shuffle", False)
             self._fitting_without_data = True
+        x, kwargs = _keras_input(self, x, kwargs)
         try:
             return super().fit(x, y, **kwargs)
         finally:
@@ -396,6 +425,9 @@ class SurrogatePosteriorModel(VariationalModel):
         steps in a `tf.while_loop`, without Keras' iterator, `Optional` and
         nested-function plumbing around every step. Steps, seeds, metrics and
         callbacks are Keras': the same values, in the same order.
+
+        Public Keras API (Keras 3 has users call it with `force=True`; Keras 2
+        documented overriding it), its contract kept.
         """
         if self.train_function is not None and not force:
             return self.train_function
@@ -412,6 +444,7 @@ class SurrogatePosteriorModel(VariationalModel):
         if x is None and y is None:
             kwargs.setdefault("steps", 1)
             x = self.dummy_dataset()
+        x, kwargs = _keras_input(self, x, kwargs)
         return super().evaluate(x, y, **kwargs)
 
     def dummy_dataset(self):
@@ -588,6 +621,139 @@ def _is_multi_worker(strategy):
     )
 
 
+def _keras_input(model, x, kwargs):
+    """A model's `x` and `validation_data` as handed to Keras' `fit` / `evaluate`.
+
+    Under a distribution strategy, a dataset of structured batches (such
+    as `(features, labels)`) goes to Keras packed, each example one row
+    of int32 (`_packed_rows`), and `train_step` / `test_step` unpack it
+    exactly: Keras 3's `fit` and `evaluate` reduce a first batch across
+    replicas with `strategy.reduce`, which under a multi-worker
+    `MultiWorkerMirroredStrategy` fails on a structure ("Attempt to
+    convert a value ... PerReplica to a Tensor"; see
+    tests/test_keras_multi_worker.py) but works on one tensor. (Keras 3.15.1,
+    keras/src/backend/tensorflow/trainer.py: `fit` and `evaluate` call
+    `_maybe_symbolic_build(iterator=...)`, which passes the first batch,
+    whatever its structure, to `strategy.reduce("MEAN", ..., axis=None)`.)
+    """
+    if any(x is packed for packed in model._packed_inputs):
+        return x, kwargs  # `fit`'s validation data, already packed
+    layout = None if model._single_device else _row_layout(x)
+    if layout != model._batch_layout:  # steps traced for another layout
+        object.__setattr__(model, "_batch_layout", layout)
+        model.train_function = model.test_function = None
+    validation_data = kwargs.get("validation_data")
+    if layout is not None:
+        x = _packed_rows(x, layout)
+        if validation_data is not None:
+            if _row_layout(validation_data) != layout:
+                raise ValueError(
+                    "Under a distribution strategy `validation_data` must be a "
+                    "tf.data.Dataset of batches structured as those of `x`; got "
+                    f"{validation_data!r}."
+                )
+            kwargs["validation_data"] = _packed_rows(validation_data, layout)
+    object.__setattr__(model, "_packed_inputs", (x, kwargs.get("validation_data")))
+    return x, kwargs
+
+
+@dataclasses.dataclass(frozen=True)
+class _RowLayout:
+    """The parts of a dataset's batches: their structure, dtypes and shapes.
+
+    `structure` is the element's structure with `None` leaves; `parts` the
+    `(dtype, per-example shape)` of each leaf, in `tf.nest.flatten` order.
+    """
+
+    structure: Any
+    parts: tuple
+
+
+def _row_layout(data):
+    """The `_RowLayout` of a dataset of structured batches, else `None`.
+
+    Raises:
+      TypeError: for a part that cannot be packed (not a numeric or bool
+        tensor with a batch dimension and a fixed per-example shape).
+    """
+    if not isinstance(data, tf.data.Dataset):
+        return None
+    specs = tf.nest.flatten(data.element_spec)
+    if len(specs) < 2:
+        return None  # one tensor: Keras reduces it without trouble
+    for spec in specs:
+        d = spec.dtype
+        if not (
+            isinstance(spec, tf.TensorSpec)
+            and any((d.is_bool, d.is_integer, d.is_floating, d.is_complex))
+            and spec.shape.rank
+            and spec.shape[1:].is_fully_defined()
+        ):
+            raise TypeError(
+                "Under a distribution strategy each batch of the dataset goes to "
+                "Keras as one tensor, so every part must be a numeric or bool "
+                "tensor with a batch dimension and a fixed per-example shape; "
+                f"got {spec} in {data.element_spec}."
+            )
+    parts = tuple((s.dtype, tuple(s.shape[1:])) for s in specs)
+    structure = tf.nest.map_structure(lambda _: None, data.element_spec)
+    return _RowLayout(structure, parts)
+
+
+def _int32_width(dtype, shape):
+    """int32 columns holding one example of a part: one per 4 bytes (at least 1)."""
+    return int(np.prod(shape, dtype=np.int64)) * max(1, dtype.size // 4)
+
+
+def _packed_rows(dataset, layout):
+    """`dataset` with each batch packed into one int32 tensor, one row per example.
+
+    Exact: 4- and 8-byte values are bitcast (8 bytes to two int32 words),
+    narrower ones (bool, 8- and 16-bit integers, the bits of 16-bit floats)
+    cast to int32; `_unpacked_rows` inverts it.
+    """
+
+    def columns(part, dtype, shape):
+        if dtype.size < 4:
+            if dtype.is_floating:
+                part = tf.bitcast(part, tf.uint16)
+            part = tf.cast(part, tf.int32)
+        elif dtype != tf.int32:
+            part = tf.bitcast(part, tf.int32)
+        return tf.reshape(part, [-1, _int32_width(dtype, shape)])
+
+    def pack(*element):
+        parts = tf.nest.flatten(element)
+        return tf.concat(
+            [columns(p, *spec) for p, spec in zip(parts, layout.parts, strict=True)],
+            axis=1,
+        )
+
+    return dataset.map(pack, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _unpacked_rows(data, layout):
+    """The batch packed by `_packed_rows`, as it was (`data` if `layout` is None)."""
+    if layout is None:
+        return data
+    widths = [_int32_width(dtype, shape) for dtype, shape in layout.parts]
+    parts = []
+    for part, (dtype, shape) in zip(
+        tf.split(data, widths, axis=1), layout.parts, strict=True
+    ):
+        if dtype.size < 4:
+            part = tf.cast(part, tf.uint16 if dtype.is_floating else dtype)
+            if dtype.is_floating:
+                part = tf.bitcast(part, dtype)
+        elif dtype != tf.int32:
+            words = dtype.size // 4
+            if words > 1:
+                part = tf.reshape(part, [-1, part.shape[1] // words, words])
+            part = tf.bitcast(part, dtype)
+        parts.append(tf.reshape(part, [-1, *shape]))
+    return tf.nest.pack_sequence_as(layout.structure, parts)
+
+
 def _data_free_steps_function(model):
     """A `tf.function` running `steps_per_execution` data-free steps of `model`."""
     steps = int(model.steps_per_execution)
@@ -659,13 +825,6 @@ class PSISReport(keras.callbacks.Callback):
 
 
 _SEED_STATE_KEY = "step_seed_state"
-_LOSS_OPTIONS = (
-    "sample_size",
-    "importance_sample_size",
-    "discrepancy_fn",
-    "gradient_estimator",
-    "sampling",
-)
 _HALF_DTYPES = (tf.float16, tf.bfloat16)
 
 
@@ -734,6 +893,14 @@ def _checked_trainable_variables(trainable_variables, target_log_prob_fn, surrog
             "`trainable_variables`."
         )
     return trainable_variables
+
+
+def _adopted(trainable_variables):
+    """Keras variables adopting the `tf.Variable`s (the same storage, not copies)."""
+    return [
+        keras.Variable(v, name=_keras_name(v), trainable=True)
+        for v in unique_variables(trainable_variables)
+    ]
 
 
 def _keras_name(variable):
