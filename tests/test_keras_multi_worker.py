@@ -170,7 +170,7 @@ def test_killed_job_resumes_from_the_chiefs_backup_and_ends_where_uninterrupted(
 def test_keras_still_fails_to_fit_structured_batches_on_several_workers(jobs):
     # When this fails, Keras fits `(features, labels)` batches under a
     # multi-worker strategy: drop the packing of `keras_models`
-    # (`SurrogatePosteriorModel._keras_input`, `_packed_rows`) and this test.
+    # (`SurrogatePosteriorModel._keras_input`, `_internal/packed_rows.py`) and this test.
     for summary in jobs["plain_keras"]:
         assert summary["error"] is not None, (
             "Keras now fits structured batches on several workers: remove the "

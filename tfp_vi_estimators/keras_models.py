@@ -37,11 +37,10 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfp_vi_estimators import minibatch, psis
-from tfp_vi_estimators._internal import checks
+from tfp_vi_estimators._internal import checks, packed_rows
 from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
 from tfp_vi_estimators.csiszar import kl_reverse
 from tfp_vi_estimators.loss_config import (
@@ -380,10 +379,10 @@ class SurrogatePosteriorModel(VariationalModel):
         return LossConfig(problem, self._checked_options)
 
     def train_step(self, data):
-        return super().train_step(_unpacked_rows(data, self._batch_layout))
+        return super().train_step(packed_rows.unpacked(data, self._batch_layout))
 
     def test_step(self, data):
-        return super().test_step(_unpacked_rows(data, self._batch_layout))
+        return super().test_step(packed_rows.unpacked(data, self._batch_layout))
 
     def stopped_surrogate_posterior(self, data, surrogate_posterior):
         return self._stopped_surrogate_posterior
@@ -626,7 +625,7 @@ def _keras_input(model, x, kwargs):
 
     Under a distribution strategy, a dataset of structured batches (such
     as `(features, labels)`) goes to Keras packed, each example one row
-    of int32 (`_packed_rows`), and `train_step` / `test_step` unpack it
+    of int32 (`_internal/packed_rows.py`), and `train_step` / `test_step` unpack it
     exactly: Keras 3's `fit` and `evaluate` reduce a first batch across
     replicas with `strategy.reduce`, which under a multi-worker
     `MultiWorkerMirroredStrategy` fails on a structure ("Attempt to
@@ -638,120 +637,23 @@ def _keras_input(model, x, kwargs):
     """
     if any(x is packed for packed in model._packed_inputs):
         return x, kwargs  # `fit`'s validation data, already packed
-    layout = None if model._single_device else _row_layout(x)
+    layout = None if model._single_device else packed_rows.row_layout(x)
     if layout != model._batch_layout:  # steps traced for another layout
         object.__setattr__(model, "_batch_layout", layout)
         model.train_function = model.test_function = None
     validation_data = kwargs.get("validation_data")
     if layout is not None:
-        x = _packed_rows(x, layout)
+        x = packed_rows.packed(x, layout)
         if validation_data is not None:
-            if _row_layout(validation_data) != layout:
+            if packed_rows.row_layout(validation_data) != layout:
                 raise ValueError(
                     "Under a distribution strategy `validation_data` must be a "
                     "tf.data.Dataset of batches structured as those of `x`; got "
                     f"{validation_data!r}."
                 )
-            kwargs["validation_data"] = _packed_rows(validation_data, layout)
+            kwargs["validation_data"] = packed_rows.packed(validation_data, layout)
     object.__setattr__(model, "_packed_inputs", (x, kwargs.get("validation_data")))
     return x, kwargs
-
-
-@dataclasses.dataclass(frozen=True)
-class _RowLayout:
-    """The parts of a dataset's batches: their structure, dtypes and shapes.
-
-    `structure` is the element's structure with `None` leaves; `parts` the
-    `(dtype, per-example shape)` of each leaf, in `tf.nest.flatten` order.
-    """
-
-    structure: Any
-    parts: tuple
-
-
-def _row_layout(data):
-    """The `_RowLayout` of a dataset of structured batches, else `None`.
-
-    Raises:
-      TypeError: for a part that cannot be packed (not a numeric or bool
-        tensor with a batch dimension and a fixed per-example shape).
-    """
-    if not isinstance(data, tf.data.Dataset):
-        return None
-    specs = tf.nest.flatten(data.element_spec)
-    if len(specs) < 2:
-        return None  # one tensor: Keras reduces it without trouble
-    for spec in specs:
-        d = spec.dtype
-        if not (
-            isinstance(spec, tf.TensorSpec)
-            and any((d.is_bool, d.is_integer, d.is_floating, d.is_complex))
-            and spec.shape.rank
-            and spec.shape[1:].is_fully_defined()
-        ):
-            raise TypeError(
-                "Under a distribution strategy each batch of the dataset goes to "
-                "Keras as one tensor, so every part must be a numeric or bool "
-                "tensor with a batch dimension and a fixed per-example shape; "
-                f"got {spec} in {data.element_spec}."
-            )
-    parts = tuple((s.dtype, tuple(s.shape[1:])) for s in specs)
-    structure = tf.nest.map_structure(lambda _: None, data.element_spec)
-    return _RowLayout(structure, parts)
-
-
-def _int32_width(dtype, shape):
-    """int32 columns holding one example of a part: one per 4 bytes (at least 1)."""
-    return int(np.prod(shape, dtype=np.int64)) * max(1, dtype.size // 4)
-
-
-def _packed_rows(dataset, layout):
-    """`dataset` with each batch packed into one int32 tensor, one row per example.
-
-    Exact: 4- and 8-byte values are bitcast (8 bytes to two int32 words),
-    narrower ones (bool, 8- and 16-bit integers, the bits of 16-bit floats)
-    cast to int32; `_unpacked_rows` inverts it.
-    """
-
-    def columns(part, dtype, shape):
-        if dtype.size < 4:
-            if dtype.is_floating:
-                part = tf.bitcast(part, tf.uint16)
-            part = tf.cast(part, tf.int32)
-        elif dtype != tf.int32:
-            part = tf.bitcast(part, tf.int32)
-        return tf.reshape(part, [-1, _int32_width(dtype, shape)])
-
-    def pack(*element):
-        parts = tf.nest.flatten(element)
-        return tf.concat(
-            [columns(p, *spec) for p, spec in zip(parts, layout.parts, strict=True)],
-            axis=1,
-        )
-
-    return dataset.map(pack, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _unpacked_rows(data, layout):
-    """The batch packed by `_packed_rows`, as it was (`data` if `layout` is None)."""
-    if layout is None:
-        return data
-    widths = [_int32_width(dtype, shape) for dtype, shape in layout.parts]
-    parts = []
-    for part, (dtype, shape) in zip(
-        tf.split(data, widths, axis=1), layout.parts, strict=True
-    ):
-        if dtype.size < 4:
-            part = tf.cast(part, tf.uint16 if dtype.is_floating else dtype)
-            if dtype.is_floating:
-                part = tf.bitcast(part, dtype)
-        elif dtype != tf.int32:
-            words = dtype.size // 4
-            if words > 1:
-                part = tf.reshape(part, [-1, part.shape[1] // words, words])
-            part = tf.bitcast(part, dtype)
-        parts.append(tf.reshape(part, [-1, *shape]))
-    return tf.nest.pack_sequence_as(layout.structure, parts)
 
 
 def _data_free_steps_function(model):
