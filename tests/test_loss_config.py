@@ -124,3 +124,32 @@ def test_bad_sampling_is_refused_by_every_entry_point(
         mode, lambda: entry_point(target, q, sampling), error, "`sampling` must be"
     )
     np.testing.assert_array_equal([v.numpy() for v in q.trainable_variables], before)
+
+
+def test_loss_settings_are_checked_alone_then_against_a_surrogate():
+    """The options every fit and Keras model keeps: frozen, checked without a
+    surrogate (naming the argument), then resolved against one."""
+    from tfp_vi_estimators.loss_config import LossSettings, check_options
+
+    settings = LossSettings(sample_size=4.0, importance_sample_size=2)
+    assert settings.sample_size == 4 and type(settings.sample_size) is int
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.sample_size = 8
+    for bad, error in (
+        (dict(sample_size=2.5), TypeError),
+        (dict(importance_sample_size=0), ValueError),
+        (dict(discrepancy_fn="kl"), TypeError),
+        (dict(sampling="sobol"), ValueError),
+    ):
+        with pytest.raises(error, match=f"`{next(iter(bad))}`"):
+            LossSettings(**bad)
+    _, q = _problem()
+    options = settings.options_for(q)
+    direct = check_options(q, sample_size=4, importance_sample_size=2)
+    for name in ("sample_size", "importance_sample_size", "discrepancy_fn"):
+        assert getattr(options, name) == getattr(direct, name)
+    assert repr(options.estimator) == repr(direct.estimator)
+    assert type(options.route) is type(direct.route)
+    vimco = LossSettings(gradient_estimator=tve.GradientEstimators.VIMCO)
+    with pytest.raises(ValueError, match="`importance_sample_size` must be at least 2"):
+        vimco.options_for(q)  # what needs the estimator is checked here

@@ -31,10 +31,7 @@ grad[t]    = 1/R sum_r grad loss[t, r]              # all-reduced by the optimiz
 This module needs Keras 3 with the TensorFlow backend.
 """
 
-import dataclasses
 import functools
-from collections.abc import Callable
-from typing import Any
 
 import keras
 import tensorflow as tf
@@ -43,11 +40,7 @@ from tfp_vi_estimators import minibatch, psis
 from tfp_vi_estimators._internal import checks, packed_rows
 from tfp_vi_estimators._internal.parameter_maps import CannotCopy, map_tensor_parameters
 from tfp_vi_estimators.csiszar import kl_reverse
-from tfp_vi_estimators.loss_config import (
-    LossConfig,
-    Problem,
-    check_sampling_kind,
-)
+from tfp_vi_estimators.loss_config import LossConfig, LossSettings, Problem
 from tfp_vi_estimators.training_step import (
     EstimatorStateVariables,
     StepState,
@@ -55,11 +48,10 @@ from tfp_vi_estimators.training_step import (
     replica_seed,
     unique_variables,
 )
-from tfp_vi_estimators.variational_loss import check_arguments, evaluate, evaluate_loss
+from tfp_vi_estimators.variational_loss import evaluate, evaluate_loss
 
 __all__ = [
     "ChiefBackupAndRestore",
-    "LossSettings",
     "MinibatchSurrogatePosteriorModel",
     "PSISReport",
     "SurrogatePosteriorModel",
@@ -79,47 +71,6 @@ def _check_keras():
 
 
 _check_keras()
-
-
-@dataclasses.dataclass(frozen=True)
-class LossSettings:
-    """A Keras model's loss options, checked when the model is constructed.
-
-    The model's keywords `sample_size`, `importance_sample_size`,
-    `discrepancy_fn`, `gradient_estimator` and `sampling` (as for
-    `monte_carlo_variational_loss`), kept as one frozen value
-    (`model.loss_settings`). What needs a surrogate (the estimator's choice
-    and its demands, the sampling route) is checked by `loss_config`, against
-    the surrogate of a batch, when a step is traced.
-
-    Raises:
-      TypeError, ValueError: for a bad option, naming it.
-    """
-
-    sample_size: int = 1
-    importance_sample_size: int = 1
-    discrepancy_fn: Callable = kl_reverse
-    gradient_estimator: Any = None
-    sampling: Any = "iid"
-
-    def __post_init__(self):
-        checks.check_positive_integer("sample_size", self.sample_size)
-        checks.check_positive_integer(
-            "importance_sample_size", self.importance_sample_size
-        )
-        checks.check_callable("discrepancy_fn", self.discrepancy_fn)
-        check_sampling_kind(self.sampling)
-
-    def loss_config(
-        self, target_log_prob_fn, surrogate_posterior, stopped_surrogate_posterior=None
-    ) -> LossConfig:
-        """The checked `LossConfig` of these options for one problem."""
-        return check_arguments(
-            target_log_prob_fn,
-            surrogate_posterior,
-            stopped_surrogate_posterior=stopped_surrogate_posterior,
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-        )
 
 
 class _SeedStream:
@@ -262,9 +213,7 @@ class VariationalModel(_SeedStream, keras.Model):
         (and the estimator resolved) here, once per traced step: in `fit` this
         runs when the step is traced, not at every step it executes.
         """
-        return self.loss_settings.loss_config(
-            *_problem_in_float32(self, data, training)
-        )
+        return self.loss_settings.config_for(*_problem_in_float32(self, data, training))
 
     def train_step(self, data):
         self._apply_one_step(data)
@@ -350,7 +299,7 @@ class SurrogatePosteriorModel(VariationalModel):
         super().__init__(**loss_options)
         # Every check the loss makes, now rather than at the first step; the
         # surrogate is fixed, so are the checked options.
-        self._checked_options = self.loss_settings.loss_config(
+        self._checked_options = self.loss_settings.config_for(
             target_log_prob_fn, surrogate_posterior, stopped_surrogate_posterior
         ).options
         trainable_variables = _checked_trainable_variables(

@@ -1,9 +1,12 @@
 """The loss's arguments, checked once and frozen: options, then the problem.
 
+`LossSettings` (the options as a user gives them, checked alone) ->
 `check_options` -> `LossOptions` (sizes, discrepancy, the resolved estimator,
 the sampling route: decided once, against a surrogate); `check_problem` ->
 `Problem` (the target and the surrogate of one call); `check_arguments` does
-both -> `LossConfig(problem, options)`.
+both -> `LossConfig(problem, options)`. The fits and the Keras models keep a
+`LossSettings` and check it against their surrogate
+(`LossSettings.options_for`, `LossSettings.config_for`).
 
 `monte_carlo_variational_loss` checks its arguments here before any tensor
 work; the fitting loop, the Keras models and the diagnostics check once and
@@ -35,11 +38,63 @@ from tfp_vi_estimators.estimators.plan import Layout, Needs
 __all__ = [
     "LossConfig",
     "LossOptions",
+    "LossSettings",
     "Problem",
     "check_arguments",
     "check_options",
     "check_problem",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSettings:
+    """The loss's options as a user gives them, checked before any surrogate.
+
+    `sample_size`, `importance_sample_size`, `discrepancy_fn`,
+    `gradient_estimator` and `sampling`, as for `monte_carlo_variational_loss`
+    (the same defaults). The fits and the Keras models take these as keywords
+    and keep them as one frozen value; what needs a surrogate (the
+    estimator's choice and its demands, the sampling route) is checked by
+    `options_for`. Sample sizes may be integer-valued floats (`1e4`), as
+    `tfp.vi` accepts them; they are kept as Python ints.
+
+    Raises:
+      TypeError, ValueError: for a bad option, naming it.
+    """
+
+    sample_size: int = 1
+    importance_sample_size: int = 1
+    discrepancy_fn: Callable = kl_reverse
+    gradient_estimator: Any = None
+    sampling: Any = "iid"
+
+    def __post_init__(self):
+        for name in ("sample_size", "importance_sample_size"):
+            value = checks.check_positive_integer(
+                name, getattr(self, name), integral_floats=True
+            )
+            object.__setattr__(self, name, value)
+        checks.check_callable("discrepancy_fn", self.discrepancy_fn)
+        check_sampling_kind(self.sampling)
+
+    def options_for(self, surrogate_posterior, **more) -> "LossOptions":
+        """`check_options` of these settings against `surrogate_posterior`
+        (`more`: `use_reparameterization`, `name`)."""
+        return check_options(surrogate_posterior, **self._as_keywords(), **more)
+
+    def config_for(
+        self, target_log_prob_fn, surrogate_posterior, stopped_surrogate_posterior=None
+    ) -> "LossConfig":
+        """The checked `LossConfig` of these settings for one problem."""
+        return check_arguments(
+            target_log_prob_fn,
+            surrogate_posterior,
+            stopped_surrogate_posterior=stopped_surrogate_posterior,
+            **self._as_keywords(),
+        )
+
+    def _as_keywords(self):
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,8 +34,8 @@ from tfp_vi_estimators.fitting.progress import _isatty
 from tfp_vi_estimators.loss_config import (
     LossConfig,
     LossOptions,
+    LossSettings,
     Problem,
-    check_options,
     check_problem,
 )
 from tfp_vi_estimators.minibatch import MinibatchTarget
@@ -216,8 +216,7 @@ def fit_surrogate_posterior(
         target_log_prob_fn,
         surrogate_posterior,
         stopped_surrogate_posterior,
-        check_options(
-            surrogate_posterior,
+        LossSettings(
             sample_size=sample_size,
             importance_sample_size=importance_sample_size,
             discrepancy_fn=discrepancy_fn,
@@ -227,7 +226,7 @@ def fit_surrogate_posterior(
                 else gradient_estimator
             ),
             sampling=sampling,
-        ),
+        ).options_for(surrogate_posterior),
     )
     checks.check_seed(seed)
     minibatch = loss.minibatch

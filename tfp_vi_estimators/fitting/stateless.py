@@ -14,7 +14,7 @@ from tfp_vi_estimators.fitting.arguments import (
     check_optional_bool,
 )
 from tfp_vi_estimators.fitting.stateless_loop import minimize_stateless
-from tfp_vi_estimators.loss_config import LossConfig, Problem, check_arguments
+from tfp_vi_estimators.loss_config import LossConfig, LossSettings, Problem
 from tfp_vi_estimators.variational_loss import evaluate
 
 __all__ = ["fit_surrogate_posterior_stateless"]
@@ -108,15 +108,15 @@ def fit_surrogate_posterior_stateless(
         initial_parameters,
         optimizer,
         num_steps,
-        dict(
-            discrepancy_fn=discrepancy_fn,
+        LossSettings(
             sample_size=sample_size,
             importance_sample_size=importance_sample_size,
+            discrepancy_fn=discrepancy_fn,
             gradient_estimator=gradient_estimator,
-            seed=seed,
             sampling=sampling,
         ),
     )
+    checks.check_seed(seed)
     stopped_needed = Density.STOPPED_PARAMETERS in config.estimator.plan.densities
 
     def evaluate_fn(*parameters, seed=None):
@@ -156,7 +156,7 @@ def _check_fit_arguments(convergence_criterion, trace_fn, jit_compile, name):
 
 
 def _checked_config(
-    target_log_prob_fn, build_fn, initial_parameters, optimizer, num_steps, loss_kwargs
+    target_log_prob_fn, build_fn, initial_parameters, optimizer, num_steps, settings
 ):
     checks.check_callable("build_surrogate_posterior_fn", build_fn)
     _check_initial_parameters(initial_parameters)
@@ -171,7 +171,7 @@ def _checked_config(
     checks.check_distribution(
         "build_surrogate_posterior_fn(*initial_parameters)", surrogate
     )
-    return check_arguments(target_log_prob_fn, surrogate, **loss_kwargs)
+    return settings.config_for(target_log_prob_fn, surrogate)
 
 
 def _check_initial_parameters(initial_parameters):
