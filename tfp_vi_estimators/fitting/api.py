@@ -212,21 +212,22 @@ def fit_surrogate_posterior(
     [3] Matthew D. Hoffman, David M. Blei, Chong Wang and John Paisley.
         Stochastic variational inference. JMLR 14, 2013. arXiv:1206.7051.
     """
+    settings = LossSettings(
+        sample_size=sample_size,
+        importance_sample_size=importance_sample_size,
+        discrepancy_fn=discrepancy_fn,
+        gradient_estimator=(  # `tfp.vi.fit_surrogate_posterior` forces this one
+            GradientEstimators.REPARAMETERIZATION
+            if gradient_estimator is None
+            else gradient_estimator
+        ),
+        sampling=sampling,
+    )
     loss = _checked_fit_loss(
         target_log_prob_fn,
         surrogate_posterior,
         stopped_surrogate_posterior,
-        LossSettings(
-            sample_size=sample_size,
-            importance_sample_size=importance_sample_size,
-            discrepancy_fn=discrepancy_fn,
-            gradient_estimator=(  # `tfp.vi.fit_surrogate_posterior` forces this one
-                GradientEstimators.REPARAMETERIZATION
-                if gradient_estimator is None
-                else gradient_estimator
-            ),
-            sampling=sampling,
-        ).options_for(surrogate_posterior),
+        settings.options_for(surrogate_posterior),
     )
     checks.check_seed(seed)
     minibatch = loss.minibatch
