@@ -77,10 +77,9 @@ class LossSettings:
         checks.check_callable("discrepancy_fn", self.discrepancy_fn)
         check_sampling_kind(self.sampling)
 
-    def options_for(self, surrogate_posterior, **more) -> "LossOptions":
-        """`check_options` of these settings against `surrogate_posterior`
-        (`more`: `use_reparameterization`, `name`)."""
-        return check_options(surrogate_posterior, **self._as_keywords(), **more)
+    def options_for(self, surrogate_posterior) -> "LossOptions":
+        """`check_options` of these settings against `surrogate_posterior`."""
+        return check_options(surrogate_posterior, **self._as_keywords())
 
     def config_for(
         self, target_log_prob_fn, surrogate_posterior, stopped_surrogate_posterior=None
